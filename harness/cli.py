@@ -1,0 +1,189 @@
+"""The `spacetime` command: run, sweep, strategies, zoo, show."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rich.table import Table
+
+from harness.report import console
+from harness.spec import RunSpec, SpecError, Unsupported
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad input as one line (no usage block) and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"spacetime: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _spec_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
+    d = RunSpec()
+    if not sweep:
+        p.add_argument("--model", default=d.model, help="zoo name (see `spacetime zoo`)")
+        p.add_argument("--strategy", default=d.strategy, help="see `spacetime strategies`")
+        p.add_argument("--nproc", type=_int, default=d.nproc, help="ranks (processes) on this host")
+        p.add_argument("--batch-size", type=_int, default=d.batch_size, help="micro-batch per data-parallel rank")
+    p.add_argument("--steps", type=_int, default=None if sweep else d.steps, help="timed steps")
+    p.add_argument("--warmup", type=_int, default=None if sweep else d.warmup, help="untimed steps first")
+    p.add_argument("--seq-len", type=_int, default=None if sweep else d.seq_len)
+    p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
+    p.add_argument("--seed", type=_int, default=d.seed)
+    p.add_argument("--lr", type=_float, default=d.lr)
+    p.add_argument("--tp", type=_int, default=d.tp, help="tensor-parallel degree (0: strategy default)")
+    p.add_argument("--dp-replicate", type=_int, default=d.dp_replicate, help="HSDP replica groups (0: 2)")
+    p.add_argument("--timeout", dest="timeout_s", type=_float, default=d.timeout_s, help="seconds per run")
+    p.add_argument("--store", type=Path, default=None, help="results folder (default ./spacetime-results "
+                   "or $SPACETIME_STORE)")
+    p.add_argument("--no-store", action="store_true", help="do not write records")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="spacetime", description="Memory versus time of LLM training, per strategy.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="measure one spec under torchrun")
+    _spec_flags(run, sweep=False)
+    run.add_argument("--json", action="store_true", help="print the record as one JSON line, last on stdout")
+    sweep = sub.add_parser("sweep", help="measure a preset matrix of specs")
+    sweep.add_argument("--preset", default="smoke", help="smoke or memory")
+    sweep.add_argument("--models", help="comma-separated zoo names (replace the preset's)")
+    sweep.add_argument("--strategies", help="comma-separated strategy names (replace the preset's)")
+    sweep.add_argument("--nproc", type=_int, default=None, help="ranks for every strategy but single")
+    sweep.add_argument("--global-batch", type=_int, default=None, help="sequences per step, all ranks")
+    sweep.add_argument("--fail-on-error", action="store_true", help="exit 1 if any run is not ok")
+    _spec_flags(sweep, sweep=True)
+    sub.add_parser("strategies", help="list strategies")
+    sub.add_parser("zoo", help="list models with exact parameter counts")
+    show = sub.add_parser("show", help="stored records as a table")
+    show.add_argument("--model")
+    show.add_argument("--strategy")
+    show.add_argument("--status")
+    show.add_argument("--last", type=_int, default=None, help="only the newest N")
+    show.add_argument("--store", type=Path, default=None)
+    return parser
+
+
+def _spec_fields(args: argparse.Namespace) -> dict[str, Any]:
+    names = RunSpec.__dataclass_fields__
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness import store
+    from harness.launch import launch
+    from harness.record import failed
+    from harness.report import print_records
+
+    spec = RunSpec(**_spec_fields(args))
+    try:
+        spec = spec.validate()
+        record = launch(spec)
+    except Unsupported as why:
+        record = failed(spec, "unsupported", str(why))
+    if not args.no_store:
+        store.append([record], args.store)
+    if args.json:
+        print(json.dumps(record.to_row()))
+    else:
+        print_records([record.to_row()])
+    return 0 if record.status == "ok" else 1
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    return tuple(n.strip() for n in text.split(",") if n.strip()) if text else None
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from harness.report import print_records
+    from harness.store import default_store
+    from harness.sweep import plan, run_sweep
+
+    fields = _spec_fields(args)
+    overrides = {k: fields.pop(k, None) for k in ("seq_len", "warmup", "steps", "nproc")}
+    specs = plan(args.preset, RunSpec(**fields), global_batch=args.global_batch,
+                 models=_names(args.models), strategies=_names(args.strategies), **overrides)
+    store_path = None if args.no_store else (args.store or default_store())
+    records = run_sweep(specs, store_path, show_progress=sys.stderr.isatty())
+    rows = [r.to_row() for r in records]
+    print_records(rows, title=f"spacetime sweep --preset {args.preset}")
+    ok = sum(r["status"] == "ok" for r in rows)
+    where = f" -> {store_path}" if store_path else ""
+    print(f"{ok}/{len(rows)} ok{where}")
+    return 1 if args.fail_on_error and ok < len(rows) else 0
+
+
+def cmd_strategies(_: argparse.Namespace) -> int:
+    from strategies import list_strategies
+
+    table = Table(header_style="bold")
+    for col in ("strategy", "what it does", "shards / offloads"):
+        table.add_column(col)
+    for s in list_strategies():
+        table.add_row(s.name, s.description, s.shards)
+    console().print(table)
+    return 0
+
+
+def cmd_zoo(_: argparse.Namespace) -> int:
+    from harness.zoo import ZOO
+
+    table = Table(header_style="bold")
+    for col in ("model", "params", "dim", "layers", "heads", "kv heads", "ffn", "vocab", "tied", "measure"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for c in ZOO.values():
+        table.add_row(c.name, f"{c.param_count():,}", str(c.dim), str(c.n_layers), str(c.n_heads),
+                      str(c.n_kv_heads), str(c.ffn_dim), f"{c.vocab_size:,}", "yes" if c.tie_embeddings else "no",
+                      "yes" if c.measurable else "predict/simulate only")
+    console().print(table)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from harness import store
+    from harness.report import print_records
+
+    rows = store.rows(args.store, model=args.model, strategy=args.strategy, status=args.status)
+    if args.last:
+        rows = rows[-args.last:]
+    if not rows:
+        print(f"no records in {args.store or store.default_store()} match")
+        return 0
+    print_records(rows, title=f"{len(rows)} record(s)")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "strategies": cmd_strategies, "zoo": cmd_zoo, "show": cmd_show}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SpecError as bad:
+        print(f"spacetime: error: {bad}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Launch one measured run as its own `torch.distributed.run` subprocess, with a timeout.
+
+Whatever happens (crash, OOM, hang, timeout) the caller gets a Record with a status, never an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.record import Record, from_result, failed
+from harness.spec import RunSpec
+
+TAIL_LINES = 25
+_OOM_MARKERS = ("OutOfMemoryError", "CUDA out of memory", "DefaultCPUAllocator: can't allocate memory",
+                "DefaultCPUAllocator: not enough memory", "std::bad_alloc", "MemoryError")
+_NOISE = ("USDT:", "Setting OMP_NUM_THREADS", "*****")
+
+
+def torchrun_command(spec: RunSpec, out: Path, logs: Path) -> list[str]:
+    """torchrun with each rank's stdout/stderr in its own file under `logs` (to find the root cause)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc-per-node={spec.nproc}", f"--log-dir={logs}", "--redirects=3",
+            "-m", "harness.worker", "--spec", spec.to_json(), "--out", str(out)]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    project_root = str(Path(__file__).resolve().parent.parent)  # workers import harness/strategies
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (project_root, env.get("PYTHONPATH", "")) if p)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _tail(text: str, n: int = TAIL_LINES) -> str:
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(_NOISE)]
+    return "\n".join(lines[-n:])
+
+
+def error_report(output: str, logs: Path) -> str:
+    """The failing rank's own last lines, found through torchrun's "Root Cause" block, else the tail of
+    torchrun's output."""
+    match = re.search(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(\S+)(?:.*?\((\w+)\))?", output,
+                      re.DOTALL)
+    if match:
+        rank, code, signame = match.groups()
+        for stderr in sorted(logs.glob(f"**/{rank}/stderr.log")):
+            head = f"rank {rank} exited with {code}" + (f" ({signame})" if signame else "")
+            return head + "\n" + _tail(stderr.read_text(errors="replace"))
+    return _tail(output)
+
+
+def classify(returncode: int, output: str) -> str:
+    """Status of a run that produced no result: `oom` when the output shows an allocation failure or a
+    SIGKILL (the kernel's OOM killer), else `error`."""
+    if any(marker in output for marker in _OOM_MARKERS):
+        return "oom"
+    if returncode in (-signal.SIGKILL, 128 + signal.SIGKILL) or "Signal 9 (SIGKILL)" in output:
+        return "oom"
+    return "error"
+
+
+def _run(cmd: list[str], log: Path, timeout_s: float) -> int | None:
+    """Run cmd in its own process group with output to `log`; None on timeout (group killed)."""
+    with log.open("w") as sink:
+        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=_env(),
+                                start_new_session=True)
+        try:
+            return proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # torchrun and every rank
+            proc.wait()
+            return None
+
+
+def launch(spec: RunSpec) -> Record:
+    """Run a validated spec; always returns a Record."""
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="spacetime-") as tmp:
+        out, log, logs = Path(tmp) / "result.json", Path(tmp) / "output.log", Path(tmp) / "ranks"
+        returncode = _run(torchrun_command(spec, out, logs), log, spec.timeout_s)
+        wall = time.perf_counter() - start
+        if returncode == 0 and out.exists():
+            result: dict[str, Any] = json.loads(out.read_text())
+            return from_result(spec, result, wall)
+        text = log.read_text(errors="replace")
+        ranks_text = "\n".join(p.read_text(errors="replace") for p in sorted(logs.glob("**/stderr.log")))
+        if returncode is None:
+            last = _tail(ranks_text or text)
+            return failed(spec, "timeout", f"no result after {spec.timeout_s:g} s\n{last}", wall)
+        status = classify(returncode, text + ranks_text)
+        return failed(spec, status, f"exit {returncode}; {error_report(text, logs)}", wall)

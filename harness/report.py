@@ -1,0 +1,70 @@
+"""Tables of records for the terminal (rich)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+MIB = 1024 * 1024
+_STATUS_STYLE = {"ok": "green", "unsupported": "yellow"}
+
+
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / MIB:,.1f}"
+
+
+def _step(row: dict[str, Any]) -> str:
+    if row.get("step_s_p50") is None:
+        return "-"
+    return f"{row['step_s_p50']:.3f} [{row['step_s_p10']:.3f}-{row['step_s_p90']:.3f}]"
+
+
+def _layout(row: dict[str, Any]) -> str:
+    if row.get("mesh_tp") is None:
+        return str(row.get("world_size", "-"))
+    dp = f"{row['mesh_dp_replicate']}x{row['mesh_dp_shard']}" if row["mesh_dp_replicate"] > 1 else str(
+        row["mesh_dp_shard"])
+    return f"{row['world_size']} (dp {dp}, tp {row['mesh_tp']})"
+
+
+def records_table(rows: Iterable[dict[str, Any]], title: str | None = None) -> Table:
+    table = Table(title=title, header_style="bold")
+    for name, justify in [("model", "left"), ("strategy", "left"), ("ranks", "left"), ("device", "left"),
+                          ("status", "left"), ("global batch x seq", "right"), ("peak MiB", "right"),
+                          ("RSS MiB", "right"), ("s/step p50 [p10-p90]", "right"), ("tokens/s", "right"),
+                          ("MFU", "right"), ("loss", "right")]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in rows:
+        status = row["status"]
+        style = _STATUS_STYLE.get(status, "red")
+        shape = f"{row['global_batch'] or row['batch_size']} x {row['seq_len']}"
+        table.add_row(
+            row["model"], row["strategy"], _layout(row), row["device"], f"[{style}]{status}[/{style}]", shape,
+            _mib(row.get("peak_bytes")), _mib(row.get("rss_peak_bytes")), _step(row),
+            "-" if row.get("tokens_per_s") is None else f"{row['tokens_per_s']:,.0f}",
+            "-" if row.get("mfu") is None else f"{row['mfu']:.1%}",
+            "-" if row.get("loss") is None else f"{row['loss']:.5f}",
+        )
+    return table
+
+
+def failures(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """One block per failed record: what ran and the last lines of its error."""
+    return [f"{r['strategy']} on {r['model']} ({r['status']}):\n{r['error']}"
+            for r in rows if r["status"] != "ok" and r.get("error")]
+
+
+def console() -> Console:
+    """A console that does not squeeze tables to 80 columns when output goes to a file or pipe."""
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def print_records(rows: list[dict[str, Any]], title: str | None = None, out: Console | None = None) -> None:
+    out = out or console()
+    out.print(records_table(rows, title))
+    for text in failures(rows):
+        out.print(text, style="red", markup=False, highlight=False)

@@ -1,0 +1,106 @@
+"""RunSpec: what to run, validated before anything is launched."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class SpecError(ValueError):
+    """Bad input: names the field (as its CLI flag) and, where there is a list, the valid values."""
+
+    def __init__(self, field: str, message: str, valid: str | None = None) -> None:
+        self.field = field
+        flag = "--" + field.replace("_", "-")
+        text = f"{flag}: {message}" + (f"; valid: {valid}" if valid else "")
+        super().__init__(text)
+
+
+class Unsupported(Exception):
+    """A valid spec this machine or strategy cannot run (recorded with status `unsupported`)."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    model: str = "tiny"
+    strategy: str = "single"
+    nproc: int = 1
+    steps: int = 8  # timed steps
+    warmup: int = 2  # untimed steps before the memory step (optimizer state exists after the first)
+    batch_size: int = 4  # per data-parallel rank (micro-batch); global batch = batch_size x dp degree
+    seq_len: int = 128
+    device: str = "auto"
+    seed: int = 0
+    lr: float = 1e-3
+    tp: int = 0  # tensor-parallel degree; 0 = the strategy's default
+    dp_replicate: int = 0  # replica groups for hybrid sharding; 0 = the strategy's default
+    timeout_s: float = 600.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSpec:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def with_(self, **changes: Any) -> RunSpec:
+        return replace(self, **changes)
+
+    def validate(self) -> RunSpec:
+        """Check every field; return the spec with `device` resolved. Raises SpecError or Unsupported."""
+        from harness.zoo import ZOO
+        from strategies import get_strategy, strategy_names
+
+        if self.model not in ZOO:
+            raise SpecError("model", f"unknown model {self.model!r}", ", ".join(ZOO))
+        if not ZOO[self.model].measurable:
+            runnable = ", ".join(n for n, c in ZOO.items() if c.measurable)
+            raise SpecError("model", f"{self.model!r} is for predict/simulate only", runnable)
+        names = strategy_names()
+        if self.strategy not in names:
+            raise SpecError("strategy", f"unknown strategy {self.strategy!r}", ", ".join(names))
+        _positive(self, "nproc", "steps", "batch_size", "seq_len", "timeout_s")
+        _non_negative(self, "warmup", "seed", "tp", "dp_replicate")
+        if self.warmup < 1:
+            raise SpecError("warmup", "must be >= 1 so optimizer state exists before memory is measured")
+        if not self.lr > 0:
+            raise SpecError("lr", f"must be > 0, got {self.lr}")
+        spec = replace(self, device=_resolve_device(self.device, self.nproc))
+        get_strategy(spec.strategy).check(spec)
+        return spec
+
+
+def _positive(spec: RunSpec, *names: str) -> None:
+    for name in names:
+        value = getattr(spec, name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 1:
+            raise SpecError(name, f"must be >= 1, got {value!r}")
+
+
+def _non_negative(spec: RunSpec, *names: str) -> None:
+    for name in names:
+        value = getattr(spec, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise SpecError(name, f"must be an integer >= 0, got {value!r}")
+
+
+def _resolve_device(device: str, nproc: int) -> str:
+    import torch
+
+    if device not in DEVICES:
+        raise SpecError("device", f"unknown device {device!r}", ", ".join(DEVICES))
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device == "auto":  # one GPU per rank, else the CPU (the record says which)
+        return "cuda" if have >= nproc else "cpu"
+    if device == "cuda":
+        if have == 0:
+            raise SpecError("device", "cuda requested but this machine has no CUDA device", "auto, cpu")
+        if nproc > have:
+            raise SpecError("nproc", f"{nproc} ranks need {nproc} GPUs, this machine has {have}",
+                            f"1..{have}")
+    return device

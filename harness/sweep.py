@@ -1,0 +1,97 @@
+"""Sweeps: lists of RunSpecs (presets), validated up front, launched one by one into the store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from harness import store
+from harness.launch import launch
+from harness.record import Record, failed
+from harness.spec import RunSpec, SpecError, Unsupported
+from strategies import get_strategy
+
+CORE = ("single", "ddp", "fsdp_full_shard", "fsdp_shard_grad_op", "fsdp_hybrid_shard", "fsdp_offload", "tp",
+        "fsdp_tp")
+
+
+def matrix(strategies: Iterable[str], models: Iterable[str], nproc: int, global_batch: int,
+           base: RunSpec) -> list[RunSpec]:
+    """One spec per (model, strategy) with the same global batch: per-rank batch = global / dp degree
+    (`single` runs on one rank), so every strategy trains on the same data and losses compare."""
+    specs = []
+    for model in models:
+        for name in strategies:
+            ranks = 1 if name == "single" else nproc
+            spec = base.with_(model=model, strategy=name, nproc=ranks)
+            try:
+                dp = get_strategy(name).layout(spec).dp
+            except KeyError:
+                dp = ranks  # unknown name: validation reports it
+            if global_batch % dp:
+                raise SpecError("global_batch", f"{global_batch} is not divisible by {name}'s {dp} "
+                                f"data-parallel ranks", f"a multiple of {dp}")
+            specs.append(spec.with_(batch_size=global_batch // dp))
+    return specs
+
+
+@dataclass(frozen=True)
+class Preset:
+    strategies: tuple[str, ...]
+    models: tuple[str, ...]
+    nproc: int  # ranks for every strategy but `single`
+    global_batch: int
+    seq_len: int
+    warmup: int
+    steps: int
+
+
+PRESETS: dict[str, Preset] = {
+    # every core strategy on `tiny`, 2 ranks: a quick end-to-end check on a laptop CPU
+    "smoke": Preset(CORE, ("tiny",), nproc=2, global_batch=4, seq_len=64, warmup=1, steps=4),
+    # sharding versus replication where model state dominates memory
+    "memory": Preset(("single", "ddp", "fsdp_full_shard", "fsdp_shard_grad_op"), ("125m",), nproc=2,
+                     global_batch=2, seq_len=128, warmup=1, steps=3),
+}
+
+
+def plan(name: str, base: RunSpec, **overrides: object) -> list[RunSpec]:
+    """The preset's specs; any non-None override (strategies, models, nproc, global_batch, seq_len, warmup,
+    steps) replaces the preset's value."""
+    if name not in PRESETS:
+        raise SpecError("preset", f"unknown preset {name!r}", ", ".join(PRESETS))
+    p = replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    base = base.with_(seq_len=p.seq_len, warmup=p.warmup, steps=p.steps)
+    return matrix(p.strategies, p.models, p.nproc, p.global_batch, base)
+
+
+def validate_all(specs: list[RunSpec]) -> list[RunSpec | Record]:
+    """Validate every spec before launching any: SpecError propagates (bad input), Unsupported becomes a
+    record with status `unsupported`."""
+    out: list[RunSpec | Record] = []
+    for spec in specs:
+        try:
+            out.append(spec.validate())
+        except Unsupported as why:
+            out.append(failed(spec, "unsupported", str(why)))
+    return out
+
+
+def run_sweep(specs: list[RunSpec], store_path: Path | None, show_progress: bool = True) -> list[Record]:
+    planned = validate_all(specs)
+    records: list[Record] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, disable=not show_progress, transient=True) as progress:
+        task = progress.add_task("sweep", total=len(planned))
+        for item in planned:
+            label = item.spec if isinstance(item, Record) else item
+            progress.update(task, description=f"{label.strategy} on {label.model} ({label.nproc} ranks)")
+            record = item if isinstance(item, Record) else launch(item)
+            if store_path is not None:
+                store.append([record], store_path)
+            records.append(record)
+            progress.advance(task)
+    return records

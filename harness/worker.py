@@ -1,0 +1,114 @@
+"""The per-rank entry point under torchrun: `python -m harness.worker --spec JSON --out FILE`.
+
+warmup steps -> one memory step (probed) -> timed steps; per-rank figures are gathered to rank 0, which
+writes the result as JSON to --out.  Every strategy sees the same global data for step i.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from harness.measure import device_name, memory_probe, reset_rss_peak, rss_peak_bytes, synchronize, time_steps
+from harness.spec import RunSpec
+from harness.world import World, close_world, init_world
+from harness.zoo import build_model, get_config
+from strategies import Batch, Layout, get_strategy
+
+
+def global_batch(spec: RunSpec, layout: Layout, step: int) -> torch.Tensor:
+    """Tokens (global_batch, seq_len + 1) for step `step`; depends only on seed, step and global size."""
+    vocab = get_config(spec.model).vocab_size
+    gen = torch.Generator().manual_seed(spec.seed * 1_000_003 + step)
+    return torch.randint(0, vocab, (spec.batch_size * layout.dp, spec.seq_len + 1), generator=gen)
+
+
+def local_batches(spec: RunSpec, layout: Layout, world: World) -> list[Batch]:
+    """This rank's rows of every step's global batch (tp ranks of one dp group share rows)."""
+    dp_rank = world.rank // layout.tp
+    rows = slice(dp_rank * spec.batch_size, (dp_rank + 1) * spec.batch_size)
+    out = []
+    for step in range(spec.warmup + 1 + spec.steps):
+        tokens = global_batch(spec, layout, step)[rows].to(world.device)
+        out.append((tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()))
+    return out
+
+
+def make_optimizer_factory(spec: RunSpec):  # type: ignore[no-untyped-def]
+    def make(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(params, lr=spec.lr, weight_decay=0.0)
+
+    return make
+
+
+def param_digest(model: nn.Module) -> tuple[int, float]:
+    """Bytes of this rank's parameter storage and a float64 sum of squares of its local values."""
+    from torch.distributed.tensor import DTensor
+
+    nbytes, digest = 0, 0.0
+    for p in model.parameters():
+        local = p.to_local() if isinstance(p, DTensor) else p
+        nbytes += local.numel() * local.element_size()
+        digest += float(local.detach().double().pow(2).sum())
+    return nbytes, digest
+
+
+def run_rank(spec: RunSpec, world: World) -> dict[str, Any]:
+    strategy = get_strategy(spec.strategy)
+    layout = strategy.layout(spec)
+    batches = local_batches(spec, layout, world)
+    probe = memory_probe(world.device)
+    probe.start()
+    model = build_model(get_config(spec.model), spec.seq_len)
+    prepared = strategy.wrap(model, make_optimizer_factory(spec), world, spec)
+    for batch in batches[: spec.warmup]:
+        prepared.step(batch)
+    synchronize(world.device)
+    reset_rss_peak()
+    with probe.window():
+        prepared.step(batches[spec.warmup])
+    memory = probe.stop()
+    durations, loss = time_steps(prepared.step, batches[spec.warmup + 1:], world.device)
+    assert loss is not None
+    mean_loss = loss.detach().float().clone()
+    dist.all_reduce(mean_loss)  # tp ranks hold equal copies, so the world mean is the dp mean
+    nbytes, digest = param_digest(prepared.model)
+    return {"rank": world.rank, **memory, "rss_peak_bytes": rss_peak_bytes(), "step_s": durations,
+            "param_bytes": nbytes, "param_digest": digest,
+            "loss": float(mean_loss) / world.world_size}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="harness.worker")
+    parser.add_argument("--spec", required=True, help="RunSpec as JSON")
+    parser.add_argument("--out", required=True, help="rank 0 writes the result JSON here")
+    args = parser.parse_args(argv)
+    spec = RunSpec.from_json(args.spec)
+    torch.manual_seed(spec.seed)
+    world = init_world(spec.device)
+    try:
+        mine = run_rank(spec, world)
+        ranks: list[Any] = [None] * world.world_size
+        dist.all_gather_object(ranks, mine)
+        if world.rank == 0:
+            layout = get_strategy(spec.strategy).layout(spec)
+            result = {"ranks": ranks, "device_name": device_name(world.device), "backend": world.backend,
+                      "torch_version": torch.__version__, "cuda_version": torch.version.cuda,
+                      "layout": {"dp_replicate": layout.dp_replicate, "dp_shard": layout.dp_shard,
+                                 "tp": layout.tp}}
+            with open(args.out, "w") as f:
+                json.dump(result, f)
+    finally:
+        close_world()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

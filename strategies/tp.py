@@ -1,0 +1,85 @@
+"""Tensor parallelism (`tp`) and 2D FSDP2 + TP (`fsdp_tp`) with DTensor's parallelize_module.
+
+Attention and MLP projections are split Megatron-style (column-parallel in, row-parallel out), the embedding
+row-wise and the output projection column-wise with replicated logits.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+from harness.zoo import get_config, materialize
+from strategies import register
+from strategies.base import Layout, OptimizerFactory, Prepared, Strategy, standard_step
+from strategies.fsdp import shard_model
+
+if TYPE_CHECKING:
+    from harness.spec import RunSpec
+    from harness.world import World
+
+
+@register("tp", "tensor parallel over all ranks: every rank sees the same batch, holds 1/tp of each matrix")
+@register("fsdp_tp", "2D: tensor parallel within --tp ranks, FSDP2 across the dp = nproc/tp groups", fsdp=True)
+class TensorParallel(Strategy):
+    def __init__(self, name: str, description: str = "", fsdp: bool = False) -> None:
+        super().__init__(name, description)
+        self.fsdp = fsdp
+        self.shards = "weight matrices by heads/hidden (TP)" + (
+            "; then params, grads, optimizer state across dp (FSDP2)" if fsdp else "")
+
+    def degree(self, spec: RunSpec) -> int:
+        if spec.tp:
+            return spec.tp
+        return 2 if self.fsdp and spec.nproc % 2 == 0 else spec.nproc
+
+    def layout(self, spec: RunSpec) -> Layout:
+        tp = self.degree(spec)
+        return Layout(dp_shard=max(spec.nproc // tp, 1), tp=tp)
+
+    def check(self, spec: RunSpec) -> None:
+        from harness.spec import SpecError
+
+        tp, cfg = self.degree(spec), get_config(spec.model)
+        if not self.fsdp and tp != spec.nproc:
+            raise SpecError("tp", f"tp uses every rank for tensor parallelism: --tp must equal --nproc "
+                            f"({spec.nproc}), got {tp}", f"0 or {spec.nproc}")
+        if spec.nproc % tp:
+            divisors = ", ".join(str(d) for d in range(1, spec.nproc + 1) if spec.nproc % d == 0)
+            raise SpecError("tp", f"{tp} does not divide {spec.nproc} ranks", divisors)
+        if cfg.n_heads % tp or cfg.n_kv_heads % tp:
+            ok = ", ".join(str(d) for d in range(1, cfg.n_kv_heads + 1)
+                           if cfg.n_heads % d == 0 and cfg.n_kv_heads % d == 0)
+            raise SpecError("tp", f"{tp} does not divide {spec.model}'s {cfg.n_heads} heads and "
+                            f"{cfg.n_kv_heads} kv heads", ok)
+
+    def wrap(self, model: nn.Module, make_optimizer: OptimizerFactory, world: World,
+             spec: RunSpec) -> Prepared:
+        layout = self.layout(spec)
+        if self.fsdp:
+            mesh = world.mesh((layout.dp_shard, layout.tp), ("dp", "tp"))
+            parallelize(model, mesh["tp"])
+            shard_model(model, mesh["dp"], {})
+        else:
+            parallelize(model, world.mesh((layout.tp,), ("tp",)))
+        materialize(model, world.device, spec.seed)
+        optimizer = make_optimizer(model.parameters())
+        return Prepared(model, optimizer, standard_step(model, optimizer))
+
+
+def parallelize(model: Any, tp_mesh: Any) -> None:
+    from torch.distributed.tensor import Replicate
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+    parallelize_module(model, tp_mesh, {
+        "tok_embeddings": RowwiseParallel(input_layouts=Replicate(), output_layouts=Replicate()),
+        "output": ColwiseParallel(output_layouts=Replicate()),
+    })
+    if model.cfg.tie_embeddings:  # both are Shard(0) over the vocabulary: tie the DTensor again
+        model.output.weight = model.tok_embeddings.weight
+    plan = {f"attention.{n}": ColwiseParallel() for n in ("wq", "wk", "wv")}
+    plan.update({"attention.wo": RowwiseParallel(), "feed_forward.w2": RowwiseParallel(),
+                 "feed_forward.w1": ColwiseParallel(), "feed_forward.w3": ColwiseParallel()})
+    for block in model.layers:
+        parallelize_module(block, tp_mesh, plan)
