@@ -4,8 +4,8 @@ Memory is measured in a dedicated step, time in other steps, so profiling never 
 - CUDA: the caching allocator's max allocated / max reserved since the stats were reset, and the device's
   used memory (CUDA context included) from the driver.
 - CPU: the c10 CPU allocator's allocation events, seen through torch.profiler(profile_memory=True) which is
-  started before the model is materialized, so the running sum of events is the live tensor bytes of this
-  process; its maximum inside the memory step is the peak.  RSS high-water mark (VmHWM, reset through
+  started before the model is materialized, so the running sum of the training thread's events is its live
+  tensor bytes; the maximum inside the memory step is the peak.  RSS high-water mark (VmHWM, reset through
   /proc/self/clear_refs) gives the whole-process figure.
 """
 
@@ -106,9 +106,17 @@ class CpuMemoryProbe:
     def stop(self) -> dict[str, int | None]:
         self._prof.__exit__(None, None, None)
         events = self._prof.profiler.kineto_results.events()
-        marks = [(e.start_ns(), e.start_ns() + e.duration_ns()) for e in events if e.name() == WINDOW]
-        memory = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
-        return {"alloc_peak_bytes": window_peak(memory, marks[-1]) if marks else None,
+        marks = [e for e in events if e.name() == WINDOW]
+        if not marks:
+            return {"alloc_peak_bytes": None, "reserved_peak_bytes": None, "device_used_bytes": None}
+        mark = marks[-1]
+        # The training program's own thread only: gloo's worker threads allocate scratch buffers whose
+        # lifetimes depend on thread timing, the CPU analogue of NCCL's internal buffers, which CUDA's
+        # allocator statistics do not count either.  They still show in the RSS figure.
+        memory = sorted((e.start_ns(), e.nbytes()) for e in events
+                        if e.name() == "[memory]" and e.start_thread_id() == mark.start_thread_id())
+        window = (mark.start_ns(), mark.start_ns() + mark.duration_ns())
+        return {"alloc_peak_bytes": window_peak(memory, window),
                 "reserved_peak_bytes": None, "device_used_bytes": None}
 
 
