@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 DEVICES = ("auto", "cpu", "cuda")
+_FLAGS = {"timeout_s": "--timeout"}  # fields whose CLI flag is not the field name
 
 
 class SpecError(ValueError):
@@ -14,7 +15,7 @@ class SpecError(ValueError):
 
     def __init__(self, field: str, message: str, valid: str | None = None) -> None:
         self.field = field
-        flag = "--" + field.replace("_", "-")
+        flag = _FLAGS.get(field, "--" + field.replace("_", "-"))
         text = f"{flag}: {message}" + (f"; valid: {valid}" if valid else "")
         super().__init__(text)
 
@@ -56,10 +57,10 @@ class RunSpec:
         from harness.zoo import ZOO
         from strategies import get_strategy, strategy_names
 
+        runnable = ", ".join(n for n, c in ZOO.items() if c.measurable)
         if self.model not in ZOO:
-            raise SpecError("model", f"unknown model {self.model!r}", ", ".join(ZOO))
+            raise SpecError("model", f"unknown model {self.model!r}", runnable)
         if not ZOO[self.model].measurable:
-            runnable = ", ".join(n for n, c in ZOO.items() if c.measurable)
             raise SpecError("model", f"{self.model!r} is for predict/simulate only", runnable)
         names = strategy_names()
         if self.strategy not in names:

@@ -27,7 +27,13 @@ def register(name: str, description: str, **options: Any) -> Callable[[S], S]:
     def decorator(cls: S) -> S:
         if name in _REGISTRY:
             raise ValueError(f"strategy {name!r} is registered twice")
-        _REGISTRY[name] = cls(name, description, **options)
+        # Stacked decorators run bottom-up: insert before the variants of `cls` registered by the
+        # decorators below this one, so listings follow the order the names are written in.
+        items = list(_REGISTRY.items())
+        first = next((i for i, (_, s) in enumerate(items) if type(s) is cls), len(items))
+        items.insert(first, (name, cls(name, description, **options)))
+        _REGISTRY.clear()
+        _REGISTRY.update(items)
         return cls
 
     return decorator

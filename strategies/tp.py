@@ -51,7 +51,8 @@ class TensorParallel(Strategy):
         if cfg.n_heads % tp or cfg.n_kv_heads % tp:
             ok = ", ".join(str(d) for d in range(1, cfg.n_kv_heads + 1)
                            if cfg.n_heads % d == 0 and cfg.n_kv_heads % d == 0)
-            raise SpecError("tp", f"{tp} does not divide {spec.model}'s {cfg.n_heads} heads and "
+            field = "tp" if spec.tp else "nproc"  # without --tp the degree is the rank count
+            raise SpecError(field, f"tp degree {tp} does not divide {spec.model}'s {cfg.n_heads} heads and "
                             f"{cfg.n_kv_heads} kv heads", ok)
 
     def wrap(self, model: nn.Module, make_optimizer: OptimizerFactory, world: World,
