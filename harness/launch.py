@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.record import Record, from_result, failed
+from harness.record import Record, failed, from_result
 from harness.spec import RunSpec
 
 TAIL_LINES = 25

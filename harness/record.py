@@ -36,6 +36,9 @@ class Record:
     reserved_peak_bytes: int | None = None
     device_used_bytes: int | None = None
     param_bytes_per_rank: list[int] | None = None
+    # float64 sum of squares of each rank's local parameters after the last step: ranks holding the
+    # same shard (replicas) must agree, which is how tests prove replicas stay in sync
+    param_digest_per_rank: list[float] | None = None
     step_s_p50: float | None = None
     step_s_p10: float | None = None
     step_s_p90: float | None = None
@@ -60,7 +63,7 @@ def _max(values: list[Any]) -> Any:
 def from_result(spec: RunSpec, result: dict[str, Any], wall_s: float) -> Record:
     ranks = sorted(result["ranks"], key=lambda r: r["rank"])
     layout = result["layout"]
-    per_step = [max(steps) for steps in zip(*(r["step_s"] for r in ranks))]
+    per_step = [max(steps) for steps in zip(*(r["step_s"] for r in ranks), strict=True)]
     p50 = percentile(per_step, 50)
     global_batch = spec.batch_size * layout["dp_replicate"] * layout["dp_shard"]
     tokens_per_s = global_batch * spec.seq_len / p50
@@ -78,6 +81,7 @@ def from_result(spec: RunSpec, result: dict[str, Any], wall_s: float) -> Record:
         reserved_peak_bytes=_max([r["reserved_peak_bytes"] for r in ranks]),
         device_used_bytes=_max([r["device_used_bytes"] for r in ranks]),
         param_bytes_per_rank=[r["param_bytes"] for r in ranks],
+        param_digest_per_rank=[r["param_digest"] for r in ranks],
         step_s_p50=p50, step_s_p10=percentile(per_step, 10), step_s_p90=percentile(per_step, 90),
         step_s=per_step, tokens_per_s=tokens_per_s, mfu=mfu, loss=ranks[0]["loss"], wall_s=wall_s,
         env=environment(result),
@@ -109,8 +113,9 @@ def environment(result: dict[str, Any]) -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _cpu_model() -> str:
-    from harness.measure import device_name
     import torch
+
+    from harness.measure import device_name
 
     return device_name(torch.device("cpu"))
 

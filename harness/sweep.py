@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -58,7 +59,7 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def plan(name: str, base: RunSpec, **overrides: object) -> list[RunSpec]:
+def plan(name: str, base: RunSpec, **overrides: Any) -> list[RunSpec]:
     """The preset's specs; any non-None override (strategies, models, nproc, global_batch, seq_len, warmup,
     steps) replaces the preset's value."""
     if name not in PRESETS:

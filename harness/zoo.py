@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +52,7 @@ class ModelConfig:
         return 6 * dense + attn
 
 
-_LLAMA2 = dict(n_layers=32, n_heads=32, n_kv_heads=32, dim=4096, ffn_dim=11008, vocab_size=32000)
+_LLAMA2: dict[str, Any] = dict(n_layers=32, n_heads=32, n_kv_heads=32, dim=4096, ffn_dim=11008, vocab_size=32000)
 
 ZOO: dict[str, ModelConfig] = {
     c.name: c
@@ -194,7 +195,7 @@ def _full_init(name: str, shape: torch.Size, seed: int, device: torch.device) ->
 
 
 @torch.no_grad()
-def materialize(model: Transformer, device: torch.device, seed: int,
+def materialize(model: nn.Module, device: torch.device, seed: int,
                 buffer_device: torch.device | None = None) -> None:
     """Allocate storage for a meta (possibly sharded) model on `device` and fill it deterministically.
 
@@ -212,5 +213,6 @@ def materialize(model: Transformer, device: torch.device, seed: int,
             param.to_local().copy_(shard.to_local())
         else:
             param.copy_(full)
-    cfg = model.cfg
-    model.rope = rope_tables(cfg.head_dim, model.max_seq_len, cfg.rope_theta, buffer_device or device)
+    cfg: ModelConfig = model.cfg  # type: ignore[assignment]
+    max_seq_len: int = model.max_seq_len  # type: ignore[assignment]
+    model.rope = rope_tables(cfg.head_dim, max_seq_len, cfg.rope_theta, buffer_device or device)

@@ -71,7 +71,7 @@ class TensorParallel(Strategy):
 
 def parallelize(model: Any, tp_mesh: Any) -> None:
     from torch.distributed.tensor import Replicate
-    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+    from torch.distributed.tensor.parallel import ColwiseParallel, ParallelStyle, RowwiseParallel, parallelize_module
 
     parallelize_module(model, tp_mesh, {
         "tok_embeddings": RowwiseParallel(input_layouts=Replicate(), output_layouts=Replicate()),
@@ -79,7 +79,7 @@ def parallelize(model: Any, tp_mesh: Any) -> None:
     })
     if model.cfg.tie_embeddings:  # both are Shard(0) over the vocabulary: tie the DTensor again
         model.output.weight = model.tok_embeddings.weight
-    plan = {f"attention.{n}": ColwiseParallel() for n in ("wq", "wk", "wv")}
+    plan: dict[str, ParallelStyle] = {f"attention.{n}": ColwiseParallel() for n in ("wq", "wk", "wv")}
     plan.update({"attention.wo": RowwiseParallel(), "feed_forward.w2": RowwiseParallel(),
                  "feed_forward.w1": ColwiseParallel(), "feed_forward.w3": ColwiseParallel()})
     for block in model.layers:

@@ -1,0 +1,1 @@
+"""spacetime: memory versus time of LLM training, measured per parallel strategy."""

@@ -1,0 +1,19 @@
+"""Shared fixtures.  The out-of-tree test plugin (tests/plugins) is put on sys.path and PYTHONPATH before
+any test loads the strategy registry, so its entry points are seen here and by every torchrun worker."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+PLUGINS = Path(__file__).parent / "plugins"
+sys.path.insert(0, str(PLUGINS))
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(PLUGINS), os.environ.get("PYTHONPATH")) if p)
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    return tmp_path / "store"

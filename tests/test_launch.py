@@ -1,0 +1,57 @@
+"""Failed runs are results: a crash, an OOM and a hang each become a record, and a sweep goes on."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import store
+from harness.launch import classify, launch
+from harness.spec import RunSpec
+from harness.sweep import run_sweep
+
+QUICK: dict[str, Any] = dict(model="tiny", seq_len=16, batch_size=1, warmup=1, steps=1)
+
+
+@pytest.mark.slow
+def test_crash_is_an_error_record_with_the_failing_ranks_lines() -> None:
+    record = launch(RunSpec(strategy="crash", nproc=2, **QUICK).validate())
+    assert record.status == "error"
+    assert record.error is not None
+    assert "rank 1" in record.error and "planted failure in the crash strategy" in record.error
+    assert record.peak_bytes is None and record.env["torch_version"]
+
+
+@pytest.mark.slow
+def test_allocation_failure_is_an_oom_record() -> None:
+    record = launch(RunSpec(strategy="oom", **QUICK).validate())
+    assert record.status == "oom", record.error
+
+
+@pytest.mark.slow
+def test_hang_is_a_timeout_record_and_every_rank_is_killed() -> None:
+    start = time.perf_counter()
+    record = launch(RunSpec(strategy="hang", nproc=2, timeout_s=20, **QUICK).validate())
+    assert record.status == "timeout"
+    assert "no result after 20 s" in (record.error or "")
+    assert time.perf_counter() - start < 60
+
+
+@pytest.mark.slow
+def test_sweep_records_failures_and_goes_on(store_dir: Path) -> None:
+    specs = [RunSpec(strategy="crash", nproc=2, **QUICK), RunSpec(strategy="plugin_ddp", nproc=2, **QUICK)]
+    records = run_sweep(specs, store_dir, show_progress=False)
+    assert [r.status for r in records] == ["error", "ok"]
+    assert [r["status"] for r in store.rows(store_dir)] == ["error", "ok"]
+
+
+@pytest.mark.parametrize("code,text,status", [
+    (1, "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate", "oom"),
+    (-9, "", "oom"),
+    (1, "RuntimeError: boom", "error"),
+])
+def test_classify(code: int, text: str, status: str) -> None:
+    assert classify(code, text) == status
