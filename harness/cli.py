@@ -47,6 +47,8 @@ def _spec_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
         p.add_argument("--batch-size", type=_int, default=d.batch_size, help="micro-batch per data-parallel rank")
     p.add_argument("--steps", type=_int, default=None if sweep else d.steps, help="timed steps")
     p.add_argument("--warmup", type=_int, default=None if sweep else d.warmup, help="untimed steps first")
+    p.add_argument("--memory-steps", type=_int, default=d.memory_steps,
+                   help="untimed steps under the memory probe, after warmup (peak = max over them)")
     p.add_argument("--seq-len", type=_int, default=None if sweep else d.seq_len)
     p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
     p.add_argument("--seed", type=_int, default=d.seed)

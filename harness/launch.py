@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.cpu_memory import counting_allocator
 from harness.record import Record, failed, from_result
 from harness.spec import RunSpec
 
@@ -84,6 +85,11 @@ def _run(cmd: list[str], log: Path, timeout_s: float) -> int | None:
 def launch(spec: RunSpec) -> Record:
     """Run a validated spec; always returns a Record."""
     start = time.perf_counter()
+    if spec.device == "cpu":  # build the CPU memory counter here, once, not in every rank under the timeout
+        try:
+            counting_allocator()
+        except Exception as why:  # no compiler, no headers: a result, not a crashed sweep
+            return failed(spec, "error", f"building the CPU allocation counter failed: {why}")
     with tempfile.TemporaryDirectory(prefix="spacetime-") as tmp:
         out, log, logs = Path(tmp) / "result.json", Path(tmp) / "output.log", Path(tmp) / "ranks"
         returncode = _run(torchrun_command(spec, out, logs), log, spec.timeout_s)

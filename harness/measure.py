@@ -3,10 +3,9 @@
 Memory is measured in a dedicated step, time in other steps, so profiling never slows a timed step.
 - CUDA: the caching allocator's max allocated / max reserved since the stats were reset, and the device's
   used memory (CUDA context included) from the driver.
-- CPU: the c10 CPU allocator's allocation events, seen through torch.profiler(profile_memory=True) which is
-  started before the model is materialized, so the running sum of the training thread's events is its live
-  tensor bytes; the maximum inside the memory step is the peak.  RSS high-water mark (VmHWM, reset through
-  /proc/self/clear_refs) gives the whole-process figure.
+- CPU: a counting CPU allocator (harness/cpu_memory.py) installed before the model is materialized gives
+  the training thread's live tensor bytes and their peak, like CUDA's max allocated.  RSS high-water mark
+  (VmHWM, reset through /proc/self/clear_refs) gives the whole-process figure.
 """
 
 from __future__ import annotations
@@ -19,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-WINDOW = "spacetime::memory_step"
 
 # Dense peak FLOP/s by (device-name fragment, dtype), from vendor datasheets (no sparsity).  Only devices
 # listed here get an MFU; anything else records null rather than a guessed figure.
@@ -87,57 +84,38 @@ def rss_peak_bytes() -> int | None:
 
 
 class CpuMemoryProbe:
-    """Peak live bytes of the CPU allocator inside `window()`, from profiler allocation events."""
+    """Peak live tensor bytes of the training thread over the `window()`s, from the counting CPU allocator
+    (installed by `start()`, before the model is materialized)."""
 
     def __init__(self) -> None:
-        self._prof: Any = None
+        self._peak: int | None = None
 
     def start(self) -> None:
-        from torch.profiler import ProfilerActivity, profile
+        from harness.cpu_memory import counting_allocator
 
-        self._prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
-        self._prof.__enter__()
+        counting_allocator().install()
 
     @contextmanager
     def window(self) -> Iterator[None]:
-        with torch.profiler.record_function(WINDOW):
-            yield
+        from harness.cpu_memory import counting_allocator
+
+        counter = counting_allocator()
+        counter.reset_peak()
+        yield
+        self._peak = max(self._peak or 0, int(counter.peak_bytes()))
 
     def stop(self) -> dict[str, int | None]:
-        self._prof.__exit__(None, None, None)
-        events = self._prof.profiler.kineto_results.events()
-        marks = [e for e in events if e.name() == WINDOW]
-        if not marks:
-            return {"alloc_peak_bytes": None, "reserved_peak_bytes": None, "device_used_bytes": None}
-        mark = marks[-1]
-        # The training program's own thread only: gloo's worker threads allocate scratch buffers whose
-        # lifetimes depend on thread timing, the CPU analogue of NCCL's internal buffers, which CUDA's
-        # allocator statistics do not count either.  They still show in the RSS figure.
-        memory = sorted((e.start_ns(), e.nbytes()) for e in events
-                        if e.name() == "[memory]" and e.start_thread_id() == mark.start_thread_id())
-        window = (mark.start_ns(), mark.start_ns() + mark.duration_ns())
-        return {"alloc_peak_bytes": window_peak(memory, window),
-                "reserved_peak_bytes": None, "device_used_bytes": None}
-
-
-def window_peak(memory: Sequence[tuple[int, int]], window: tuple[int, int]) -> int:
-    """Max of the running sum of (time, +/-bytes) events, over the times inside `window` (inclusive)."""
-    live, peak = 0, None
-    start, end = window
-    for ts, delta in memory:
-        if ts > end:
-            break
-        if ts >= start and peak is None:
-            peak = live  # level when the window opened
-        live += delta
-        if ts >= start:
-            peak = max(peak, live)  # type: ignore[type-var]
-    return live if peak is None else peak
+        return {"alloc_peak_bytes": self._peak, "reserved_peak_bytes": None, "device_used_bytes": None}
 
 
 class CudaMemoryProbe:
+    """The caching allocator's max allocated / max reserved over the `window()`s, and the driver's view of
+    the device's used memory (CUDA context and other processes included) at the end."""
+
     def __init__(self, device: torch.device) -> None:
         self.device = device
+        self._allocated: int | None = None
+        self._reserved: int | None = None
 
     def start(self) -> None:
         pass
@@ -148,6 +126,8 @@ class CudaMemoryProbe:
         torch.cuda.reset_peak_memory_stats(self.device)
         yield
         torch.cuda.synchronize(self.device)
+        self._allocated = max(self._allocated or 0, int(torch.cuda.max_memory_allocated(self.device)))
+        self._reserved = max(self._reserved or 0, int(torch.cuda.max_memory_reserved(self.device)))
 
     def stop(self) -> dict[str, int | None]:
         used: int | None
@@ -156,8 +136,7 @@ class CudaMemoryProbe:
         except Exception:  # no NVML: total minus free as the driver sees it
             free, total = torch.cuda.mem_get_info(self.device)
             used = int(total - free)
-        return {"alloc_peak_bytes": int(torch.cuda.max_memory_allocated(self.device)),
-                "reserved_peak_bytes": int(torch.cuda.max_memory_reserved(self.device)),
+        return {"alloc_peak_bytes": self._allocated, "reserved_peak_bytes": self._reserved,
                 "device_used_bytes": used}
 
 

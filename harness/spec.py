@@ -30,7 +30,8 @@ class RunSpec:
     strategy: str = "single"
     nproc: int = 1
     steps: int = 8  # timed steps
-    warmup: int = 2  # untimed steps before the memory step (optimizer state exists after the first)
+    warmup: int = 2  # untimed steps before the memory steps (optimizer state exists after the first)
+    memory_steps: int = 2  # untimed steps under the memory probe; the peak is the largest over them
     batch_size: int = 4  # per data-parallel rank (micro-batch); global batch = batch_size x dp degree
     seq_len: int = 128
     device: str = "auto"
@@ -65,7 +66,7 @@ class RunSpec:
         names = strategy_names()
         if self.strategy not in names:
             raise SpecError("strategy", f"unknown strategy {self.strategy!r}", ", ".join(names))
-        _positive(self, "nproc", "steps", "batch_size", "seq_len", "timeout_s")
+        _positive(self, "nproc", "steps", "memory_steps", "batch_size", "seq_len", "timeout_s")
         _non_negative(self, "warmup", "seed", "tp", "dp_replicate")
         if self.warmup < 1:
             raise SpecError("warmup", "must be >= 1 so optimizer state exists before memory is measured")

@@ -1,6 +1,6 @@
 """The per-rank entry point under torchrun: `python -m harness.worker --spec JSON --out FILE`.
 
-warmup steps -> one memory step (probed) -> timed steps; per-rank figures are gathered to rank 0, which
+warmup steps -> memory steps (probed) -> timed steps; per-rank figures are gathered to rank 0, which
 writes the result as JSON to --out.  Every strategy sees the same global data for step i.
 """
 
@@ -36,7 +36,7 @@ def local_batches(spec: RunSpec, layout: Layout, world: World) -> list[Batch]:
     dp_rank = world.rank // layout.tp
     rows = slice(dp_rank * spec.batch_size, (dp_rank + 1) * spec.batch_size)
     out = []
-    for step in range(spec.warmup + 1 + spec.steps):
+    for step in range(spec.warmup + spec.memory_steps + spec.steps):
         tokens = global_batch(spec, layout, step)[rows].to(world.device)
         out.append((tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()))
     return out
@@ -73,10 +73,12 @@ def run_rank(spec: RunSpec, world: World) -> dict[str, Any]:
         prepared.step(batch)
     synchronize(world.device)
     reset_rss_peak()
-    with probe.window():
-        prepared.step(batches[spec.warmup])
+    timed = spec.warmup + spec.memory_steps
+    for batch in batches[spec.warmup: timed]:
+        with probe.window():
+            prepared.step(batch)
     memory = probe.stop()
-    durations, loss = time_steps(prepared.step, batches[spec.warmup + 1:], world.device)
+    durations, loss = time_steps(prepared.step, batches[timed:], world.device)
     assert loss is not None
     mean_loss = loss.detach().float().clone()
     dist.all_reduce(mean_loss)  # tp ranks hold equal copies, so the world mean is the dp mean
