@@ -56,7 +56,8 @@ def append(records: list[Record], store: Path | None = None) -> Path:
     store.mkdir(parents=True, exist_ok=True)
     rows = [{name: r.to_row().get(name) for name in SCHEMA.names} for r in records]
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    # Names sort in append order (microsecond stamp), so loading in name order keeps it.
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
     final = store / f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
     tmp = store / f".{final.name}.tmp"
     pq.write_table(table, tmp)
@@ -65,13 +66,13 @@ def append(records: list[Record], store: Path | None = None) -> Path:
 
 
 def load(store: Path | None = None) -> pa.Table:
-    """Every stored record (older files gain nulls for columns added since), oldest first."""
+    """Every stored record (older files gain nulls for columns added since), in the order appended."""
     store = store or default_store()
     if not store.exists() or not any(store.glob("part-*.parquet")):
         return SCHEMA.empty_table()
     dataset = ds.dataset(sorted(str(p) for p in store.glob("part-*.parquet")), schema=SCHEMA,
                          format="parquet")
-    return dataset.to_table().sort_by("utc_time")
+    return dataset.to_table(use_threads=False)  # files in name order, rows in file order
 
 
 def rows(store: Path | None = None, **filters: str | None) -> list[dict[str, Any]]:

@@ -45,3 +45,10 @@ def test_appends_are_whole_files_and_temporaries_are_ignored(store_dir: Path) ->
 def test_empty_or_missing_store_loads_as_empty(tmp_path: Path) -> None:
     assert store.rows(tmp_path / "nothing-here") == []
     assert store.load(tmp_path).num_rows == 0
+
+
+def test_order_of_appends_is_kept_within_one_second(store_dir: Path) -> None:
+    names = ["single", "ddp", "tp", "fsdp_tp", "fsdp_offload", "fsdp_full_shard"]
+    for name in names:
+        store.append([_record(name)], store_dir)
+    assert [r["strategy"] for r in store.rows(store_dir)] == names
