@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--strategies", help="comma-separated strategy names (replace the preset's)")
     sweep.add_argument("--nproc", type=_int, default=None, help="ranks for every strategy but single")
     sweep.add_argument("--global-batch", type=_int, default=None, help="sequences per step, all ranks")
+    sweep.add_argument("--repeat", type=_int, default=1, help="run the whole matrix N times (the gate uses the "
+                       "spread of repeats)")
     sweep.add_argument("--fail-on-error", action="store_true", help="exit 1 if any run is not ok")
     _spec_flags(sweep, sweep=True)
     sub.add_parser("strategies", help="list strategies")
@@ -83,6 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--status")
     show.add_argument("--last", type=_int, default=None, help="only the newest N")
     show.add_argument("--store", type=Path, default=None)
+    report = sub.add_parser("report", help="newest record of each case: tables per model, plots, HTML page")
+    report.add_argument("--model")
+    report.add_argument("--strategy")
+    report.add_argument("--out", type=Path, default=Path("spacetime-report"), help="folder for PNGs and HTML")
+    report.add_argument("--store", type=Path, default=None)
+    compare = sub.add_parser("compare", help="regression gate: a commit's records against a baseline commit's")
+    compare.add_argument("--baseline", help="commit (prefix) to compare against; default: the one stored "
+                         "before the candidate")
+    compare.add_argument("--candidate", help="commit (prefix) to check; default: the newest stored")
+    compare.add_argument("--time-tolerance", type=_float, default=0.10,
+                         help="smallest relative slowdown that counts (the records' spread can widen it)")
+    compare.add_argument("--store", type=Path, default=None)
     return parser
 
 
@@ -125,6 +139,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     overrides = {k: fields.pop(k, None) for k in ("seq_len", "warmup", "steps", "nproc")}
     specs = plan(args.preset, RunSpec(**fields), global_batch=args.global_batch,
                  models=_names(args.models), strategies=_names(args.strategies), **overrides)
+    if args.repeat < 1:
+        raise SpecError("repeat", f"must be >= 1, got {args.repeat}")
+    specs = [spec for _ in range(args.repeat) for spec in specs]
     store_path = None if args.no_store else (args.store or default_store())
     records = run_sweep(specs, store_path, show_progress=sys.stderr.isatty())
     rows = [r.to_row() for r in records]
@@ -175,7 +192,40 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "strategies": cmd_strategies, "zoo": cmd_zoo, "show": cmd_show}
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness import store
+    from harness.plots import by_model, latest, write_report
+    from harness.report import print_records
+
+    rows = latest(store.rows(args.store, model=args.model, strategy=args.strategy))
+    if not rows:
+        print(f"no records in {args.store or store.default_store()} match")
+        return 0
+    out = console()
+    for model, group in by_model(rows).items():
+        print_records(group, title=f"{model}: newest record of each case", out=out)
+    for path in write_report(rows, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Exit 1 when any figure regressed or a run that passed at the baseline failed."""
+    from harness import store
+    from harness.compare import compare, failed
+    from harness.report import changes_table
+
+    base, cand, changes = compare(store.rows(args.store), args.baseline, args.candidate, args.time_tolerance)
+    console().print(changes_table(changes, base, cand))
+    verdicts = [c.verdict for c in changes]
+    summary = ", ".join(f"{verdicts.count(v)} {v}" for v in dict.fromkeys(verdicts))
+    bad = failed(changes)
+    print(f"{'REGRESSION' if bad else 'ok'}: {summary or 'no cases in common'}")
+    return 1 if bad else 0
+
+
+COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "strategies": cmd_strategies, "zoo": cmd_zoo, "show": cmd_show,
+            "report": cmd_report, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

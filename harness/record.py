@@ -89,8 +89,23 @@ def from_result(spec: RunSpec, result: dict[str, Any], wall_s: float) -> Record:
 
 
 def failed(spec: RunSpec, status: str, error: str, wall_s: float | None = None) -> Record:
+    """A run that produced no result.  Its device name is this host's, so the regression gate matches it
+    with the same case's earlier records."""
+    local = _local_device_name(spec.device)
     return Record(spec=spec, status=status, error=error, world_size=spec.nproc, wall_s=wall_s,
-                  env=environment({}))
+                  env=environment({"device_name": local} if local else {}))
+
+
+def _local_device_name(device: str) -> str | None:
+    import torch
+
+    from harness.measure import device_name
+
+    if device == "cpu":
+        return _cpu_model()
+    if device == "cuda" and torch.cuda.is_available():
+        return device_name(torch.device("cuda", 0))
+    return None  # not resolved yet (the spec failed validation)
 
 
 def environment(result: dict[str, Any]) -> dict[str, Any]:

@@ -2,11 +2,14 @@
 its dist-info (never imported by spacetime itself).  Tests put this folder on sys.path and PYTHONPATH.
 
 - `plugin_ddp`: a third-party strategy that works (plain DDP written against the public interface);
-- `crash`, `hang`, `oom`: strategies that fail the ways real runs fail, to test that each becomes a record.
+- `crash`, `hang`, `oom`: strategies that fail the ways real runs fail, to test that each becomes a record;
+- `planted`: DDP that also holds $SPACETIME_PLANTED_EXTRA x the model-state bytes (16 B/param) in an extra
+  buffer, a memory regression of known size for the regression gate's tests.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -28,6 +31,23 @@ class PluginDDP(Strategy):
         ddp = DistributedDataParallel(model)
         optimizer = make_optimizer(ddp.parameters())
         return Prepared(ddp, optimizer, standard_step(ddp, optimizer))
+
+
+class Planted(PluginDDP):
+    """DDP plus an extra buffer of $SPACETIME_PLANTED_EXTRA x model-state bytes: a planted regression."""
+
+    def wrap(self, model: nn.Module, make_optimizer: OptimizerFactory, world: Any, spec: Any) -> Prepared:
+        state_bytes = 16 * sum(p.numel() for p in model.parameters())
+        extra = torch.ones(int(float(os.environ.get("SPACETIME_PLANTED_EXTRA", "0")) * state_bytes),
+                           dtype=torch.uint8, device=world.device)
+        prepared = super().wrap(model, make_optimizer, world, spec)
+        inner = prepared.step
+
+        def step(batch: Any) -> torch.Tensor:
+            extra.add_(0)  # the buffer lives as long as training does
+            return inner(batch)
+
+        return Prepared(prepared.model, prepared.optimizer, step)
 
 
 class Crash(Strategy):
