@@ -1,0 +1,96 @@
+"""Presets and the shared setup_cache machinery of the asv suite (no benchmarks here).
+
+The preset is `$SPACETIME_ASV_PRESET` (`cpu` or `gpu`), else `gpu` when this machine has a CUDA device.
+- cpu: `tiny`, 2 ranks (`single` on 1), gloo: quick enough for `asv run` on a laptop;
+- gpu: `1b`, `3b`, `7b`, `8b` on every GPU of the machine (`single` on 1).
+Parameters come from the zoo and the strategy registry, so a new strategy (built-in or plugin) shows up
+without editing the suite.  Nothing here launches ranks at import: runs start in `setup_cache` only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+PRESET_ENV = "SPACETIME_ASV_PRESET"
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    models: tuple[str, ...]
+    nproc: int
+    global_batch: int
+    seq_len: int
+    warmup: int
+    steps: int
+    timeout_s: float  # per run
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def preset() -> Preset:
+    name = os.environ.get(PRESET_ENV) or ("gpu" if _gpu_count() else "cpu")
+    if name == "cpu":
+        return Preset("cpu", ("tiny",), nproc=2, global_batch=4, seq_len=64, warmup=1, steps=4, timeout_s=300)
+    if name == "gpu":
+        gpus = max(_gpu_count(), 1)
+        return Preset("gpu", ("1b", "3b", "7b", "8b"), nproc=gpus, global_batch=gpus, seq_len=2048, warmup=2,
+                      steps=10, timeout_s=1200)
+    raise ValueError(f"{PRESET_ENV}={name!r}: valid: cpu, gpu")
+
+
+def strategies() -> list[str]:
+    from strategies import strategy_names
+
+    return strategy_names()
+
+
+def spec_for(p: Preset, model: str, strategy: str) -> Any:
+    """The RunSpec of one parameter set: the preset's global batch split over the data-parallel ranks."""
+    from harness.spec import RunSpec
+    from harness.sweep import matrix
+
+    base = RunSpec(seq_len=p.seq_len, warmup=p.warmup, steps=p.steps, timeout_s=p.timeout_s)
+    return matrix([strategy], [model], p.nproc, p.global_batch, base)[0]
+
+
+def measure_all(p: Preset) -> dict[str, dict[str, Any]]:
+    """One measured run per (model, strategy), rows keyed "model/strategy"; a spec the strategy cannot run
+    on this machine becomes status `unsupported`.  With $SPACETIME_STORE set, every record is also appended
+    to that store (so the regression gate sees what asv measured)."""
+    from harness import store
+    from harness.launch import launch
+    from harness.record import failed
+    from harness.spec import RunSpec, SpecError, Unsupported
+
+    rows: dict[str, dict[str, Any]] = {}
+    for model in p.models:
+        for strategy in strategies():
+            try:
+                record = launch(spec_for(p, model, strategy).validate())
+            except (SpecError, Unsupported) as why:
+                record = failed(RunSpec(model=model, strategy=strategy, nproc=p.nproc), "unsupported", str(why))
+            if os.environ.get("SPACETIME_STORE"):
+                store.append([record])
+            rows[f"{model}/{strategy}"] = record.to_row()
+    return rows
+
+
+def figure(cache: dict[str, dict[str, Any]], model: str, strategy: str, column: str) -> float:
+    """The figure of one parameter set.  A run that could not run here is skipped (asv shows n/a); a run
+    that failed raises, so asv marks the benchmark failed; a figure this device lacks is skipped."""
+    row = cache[f"{model}/{strategy}"]
+    if row["status"] == "unsupported":
+        raise NotImplementedError(row["error"])
+    if row["status"] != "ok":
+        raise RuntimeError(f"{model}/{strategy}: {row['status']}: {row['error']}")
+    value = row.get(column)
+    if value is None:
+        raise NotImplementedError(f"{column} is not measured on {row.get('device_name')}")
+    return float(value)
