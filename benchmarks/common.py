@@ -82,15 +82,23 @@ def measure_all(p: Preset) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def figure(cache: dict[str, dict[str, Any]], model: str, strategy: str, column: str) -> float:
-    """The figure of one parameter set.  A run that could not run here is skipped (asv shows n/a); a run
-    that failed raises, so asv marks the benchmark failed; a figure this device lacks is skipped."""
+def check_figure(cache: dict[str, dict[str, Any]], model: str, strategy: str, column: str) -> None:
+    """For a benchmark's `setup`: NotImplementedError (asv skips, shows n/a) where the run could not be
+    done here, did not fit in memory, or this device has no such figure; a crash or a timeout passes, so its
+    benchmarks fail.  (A case that used to fit and now runs out of memory is the gate's to catch.)"""
     row = cache[f"{model}/{strategy}"]
-    if row["status"] == "unsupported":
-        raise NotImplementedError(row["error"])
+    if row["status"] in ("unsupported", "oom"):
+        raise NotImplementedError(f"{row['status']}: {row['error']}")
+    if row["status"] == "ok" and row.get(column) is None:
+        raise NotImplementedError(f"{column} is not measured on {row.get('device_name')}")
+
+
+def figure(cache: dict[str, dict[str, Any]], model: str, strategy: str, column: str) -> float:
+    """The figure of one parameter set; RuntimeError (asv marks the benchmark failed) for a failed run."""
+    row = cache[f"{model}/{strategy}"]
     if row["status"] != "ok":
         raise RuntimeError(f"{model}/{strategy}: {row['status']}: {row['error']}")
     value = row.get(column)
     if value is None:
-        raise NotImplementedError(f"{column} is not measured on {row.get('device_name')}")
+        raise RuntimeError(f"{model}/{strategy}: {column} missing from an ok record")
     return float(value)

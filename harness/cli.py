@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     _spec_flags(run, sweep=False)
     run.add_argument("--json", action="store_true", help="print the record as one JSON line, last on stdout")
     sweep = sub.add_parser("sweep", help="measure a preset matrix of specs")
-    sweep.add_argument("--preset", default="smoke", help="smoke or memory")
+    sweep.add_argument("--preset", default="smoke", help="smoke, memory or gpu (harness/sweep.py)")
     sweep.add_argument("--models", help="comma-separated zoo names (replace the preset's)")
     sweep.add_argument("--strategies", help="comma-separated strategy names (replace the preset's)")
     sweep.add_argument("--nproc", type=_int, default=None, help="ranks for every strategy but single")

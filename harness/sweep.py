@@ -56,6 +56,8 @@ PRESETS: dict[str, Preset] = {
     # sharding versus replication where model state dominates memory
     "memory": Preset(("single", "ddp", "fsdp_full_shard", "fsdp_shard_grad_op"), ("125m",), nproc=2,
                      global_batch=2, seq_len=128, warmup=1, steps=3),
+    # the nightly GPU matrix: 1b and 8b (an OOM is a result), 8 ranks unless --nproc says otherwise
+    "gpu": Preset(CORE, ("1b", "8b"), nproc=8, global_batch=8, seq_len=2048, warmup=2, steps=10),
 }
 
 

@@ -1,0 +1,78 @@
+"""The nightly workflow, the nox sessions and the asv machine naming: the pieces CI runs, checked on CPU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.machine import asv_machine_args, machine_name
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW = ROOT / ".github" / "workflows" / "nightly-gpu.yml"
+
+
+def _steps() -> list[dict[str, Any]]:
+    doc = yaml.safe_load(WORKFLOW.read_text())
+    return doc["jobs"]["bench-gpu"]["steps"]
+
+
+def test_workflow_is_nightly_and_dispatchable_on_a_gpu_runner() -> None:
+    doc = yaml.safe_load(WORKFLOW.read_text())
+    triggers = doc.get("on", doc.get(True))  # YAML 1.1 reads a bare `on` key as True
+    (cron,) = [s["cron"] for s in triggers["schedule"]]
+    assert len(cron.split()) == 5 and cron.split()[2:] == ["*", "*", "*"]  # every day
+    assert "workflow_dispatch" in triggers
+    assert {"self-hosted", "gpu"} <= set(doc["jobs"]["bench-gpu"]["runs-on"])
+    assert (ROOT / "ci" / "nightly-gpu.yml").resolve() == WORKFLOW.resolve()
+
+
+def test_workflow_runs_bench_gpu_uploads_and_gates_last() -> None:
+    steps = _steps()
+    runs = [s.get("run", "") for s in steps]
+    bench = next(i for i, r in enumerate(runs) if "nox -s bench-gpu" in r)
+    gate = next(i for i, r in enumerate(runs) if "nox -s gate" in r)
+    upload = next(i for i, s in enumerate(steps) if s.get("uses", "").startswith("actions/upload-artifact@"))
+    assert bench < upload < gate == len(steps) - 1
+    assert steps[upload]["if"] == "always()"  # results are kept even when the benchmarks fail
+    paths = steps[upload]["with"]["path"].split()
+    assert {"spacetime-results", ".asv/html"} <= set(paths)
+    assert "continue-on-error" not in steps[gate] and "if" not in steps[gate]  # a regression fails the job
+    assert any(s.get("uses", "").startswith("actions/cache/restore@") for s in steps[:bench])
+
+
+def _nox(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_nox_sessions_and_defaults() -> None:
+    listing = _nox("-l")
+    assert listing.returncode == 0, listing.stderr
+    marks = {line[2:].split(" -> ")[0]: line[0] for line in listing.stdout.splitlines() if " -> " in line}
+    assert marks == {"tests": "*", "lint": "*", "bench-cpu": "*", "bench-gpu": "-", "asv": "-", "report": "-",
+                     "gate": "-"}
+
+
+def test_bench_gpu_skips_cleanly_without_cuda(tmp_path: Path) -> None:
+    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"]))
+    if any((Path(d) / "nvidia-smi").exists() for d in env["PATH"].split(os.pathsep)):
+        pytest.skip("this machine has nvidia-smi: bench-gpu would run, not skip")
+    result = _nox("-s", "bench-gpu", "--envdir", str(tmp_path / "nox"), env=env)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "no CUDA device here" in out and "Session bench-gpu skipped" in out
+
+
+def test_asv_machine_name_carries_the_gpu_model() -> None:
+    assert machine_name("node7.example", []) == "node7.example-cpu"
+    assert machine_name("node7", ["NVIDIA H100 80GB HBM3"] * 8) == "node7-8xNVIDIA-H100-80GB-HBM3"
+    mixed = machine_name("ws", ["NVIDIA A100-SXM4-40GB", "NVIDIA GeForce RTX 4090"])
+    assert mixed == "ws-1xNVIDIA-A100-SXM4-40GB-1xNVIDIA-GeForce-RTX-4090"
+    args = asv_machine_args("ws-cpu")
+    assert args[:5] == ["asv", "machine", "--yes", "--machine", "ws-cpu"] and "--num_cpu" in args
