@@ -87,6 +87,7 @@ def _bench(session: nox.Session, preset: str, sweep: list[str]) -> None:
     session.run("asv", "run", "--python=same", *quick, "--machine", machine, "--set-commit-hash", _head(),
                 "--show-stderr", *session.posargs, env=env)
     session.run("asv", "publish", env=env)
+    session.run("python", str(ROOT / "ci" / "asv-offline"), str(ROOT / ".asv" / "html"))
     session.log(f"asv results for machine {machine}; dashboard in .asv/html (nox -s asv -- preview)")
 
 

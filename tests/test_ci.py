@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,27 @@ def test_asv_machine_name_carries_the_gpu_model() -> None:
     assert mixed == "ws-1xNVIDIA-A100-SXM4-40GB-1xNVIDIA-GeForce-RTX-4090"
     args = asv_machine_args("ws-cpu")
     assert args[:5] == ["asv", "machine", "--yes", "--machine", "ws-cpu"] and "--num_cpu" in args
+
+
+def test_asv_offline_points_every_cdn_file_at_a_vendored_copy(tmp_path: Path) -> None:
+    import shutil
+
+    import asv
+
+    html = tmp_path / "html"
+    shutil.copytree(Path(asv.__file__).parent / "www", html)  # the pages `asv publish` writes
+    result = subprocess.run([sys.executable, str(ROOT / "ci" / "asv-offline"), str(html)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    page = (html / "index.html").read_text()
+    assert not [t for t in re.findall(r"<(?:script|link)\b[^>]*>", page) if "https://" in t]
+    local = re.findall(r'(?:src|href)="(vendor/[^"]+)"', page)
+    assert len(local) >= 10 and all((html / name).is_file() for name in local)
+    assert (html / "fonts" / "glyphicons-halflings-regular.woff").is_file()
+
+
+def test_asv_offline_fails_on_a_remote_script_it_has_no_copy_of(tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text('<script src="https://cdn.example.org/new-lib.min.js"></script>')
+    result = subprocess.run([sys.executable, str(ROOT / "ci" / "asv-offline"), str(tmp_path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "new-lib.min.js" in result.stderr
