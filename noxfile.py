@@ -5,7 +5,9 @@ Torch is the heavy dependency, so sessions reuse an installed one: their virtual
 site-packages (the CUDA build on a GPU runner), and when nox itself runs from an environment that has torch
 (a project venv), that environment's site-packages is appended to the session's path.  Only where neither has
 torch does a session install `$SPACETIME_TORCH` (default the CPU build, torch==2.13.0).  Virtualenvs are kept
-between runs, so any install happens once per session.
+between runs, so any install happens once per session.  Tools run as `python -m TOOL`: with the system
+site-packages visible, pip may leave a tool (pytest, say) where it already is, and the bare command on PATH
+would then run outside the session's environment.
 """
 
 from __future__ import annotations
@@ -84,9 +86,9 @@ def _bench(session: nox.Session, preset: str, sweep: list[str]) -> None:
     session.run("spacetime", "sweep", *sweep, "--store", STORE, env=env)
     machine = _asv_machine(session)
     quick = ["--quick"] if preset == "cpu" else []
-    session.run("asv", "run", "--python=same", *quick, "--machine", machine, "--set-commit-hash", _head(),
-                "--show-stderr", *session.posargs, env=env)
-    session.run("asv", "publish", env=env)
+    session.run("python", "-m", "asv", "run", "--python=same", *quick, "--machine", machine,
+                "--set-commit-hash", _head(), "--show-stderr", *session.posargs, env=env)
+    session.run("python", "-m", "asv", "publish", env=env)
     session.run("python", str(ROOT / "ci" / "asv-offline"), str(ROOT / ".asv" / "html"))
     session.log(f"asv results for machine {machine}; dashboard in .asv/html (nox -s asv -- preview)")
 
@@ -95,15 +97,15 @@ def _bench(session: nox.Session, preset: str, sweep: list[str]) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite (pytest arguments after --)."""
     _install(session, "dev")
-    session.run("pytest", *session.posargs)
+    session.run("python", "-m", "pytest", *session.posargs)
 
 
 @nox.session(venv_params=VENV)
 def lint(session: nox.Session) -> None:
     """ruff check and mypy (type check)."""
     _install(session, "dev")
-    session.run("ruff", "check", ".")
-    session.run("mypy", "harness", "strategies", "benchmarks")
+    session.run("python", "-m", "ruff", "check", ".")
+    session.run("python", "-m", "mypy", "harness", "strategies", "benchmarks")
 
 
 @nox.session(name="bench-cpu", venv_params=VENV)
@@ -132,7 +134,7 @@ def bench_gpu(session: nox.Session) -> None:
 def asv(session: nox.Session) -> None:
     """asv with the arguments after -- (e.g. `nox -s asv -- publish`, `-- run HEAD~3..HEAD`)."""
     _install(session, "dev,asv")
-    session.run("asv", *(session.posargs or ["--help"]))
+    session.run("python", "-m", "asv", *(session.posargs or ["--help"]))
 
 
 @nox.session(venv_params=VENV)
