@@ -56,9 +56,30 @@ def _spec_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
     p.add_argument("--tp", type=_int, default=d.tp, help="tensor-parallel degree (0: strategy default)")
     p.add_argument("--dp-replicate", type=_int, default=d.dp_replicate, help="HSDP replica groups (0: 2)")
     p.add_argument("--timeout", dest="timeout_s", type=_float, default=d.timeout_s, help="seconds per run")
+    _knob_flags(p, d, sweep)
     p.add_argument("--store", type=Path, default=None, help="results folder (default ./spacetime-results "
                    "or $SPACETIME_STORE)")
     p.add_argument("--no-store", action="store_true", help="do not write records")
+
+
+def _knob_flags(p: argparse.ArgumentParser, d: RunSpec, sweep: bool) -> None:
+    """The memory knobs (harness/knobs.py has the valid values; they are checked before launch)."""
+    from harness.knobs import CHECKPOINTING, DTYPES, OPTIMIZERS, QUANT
+
+    def default(value: Any) -> Any:
+        return None if sweep else value  # a sweep's preset sets its own; a flag given overrides it
+
+    k = p.add_argument_group("memory knobs")
+    k.add_argument("--dtype", default=default(d.dtype), help=f"{', '.join(DTYPES)} (bf16/fp16: mixed precision)")
+    k.add_argument("--activation-checkpointing", default=default(d.activation_checkpointing),
+                   help=", ".join(CHECKPOINTING))
+    k.add_argument("--ckpt-every", type=_int, default=default(d.ckpt_every), help="selective: every K-th block")
+    k.add_argument("--lora-rank", type=_int, default=default(d.lora_rank), help="LoRA rank (0: full fine-tuning)")
+    k.add_argument("--lora-alpha", type=_int, default=default(d.lora_alpha))
+    k.add_argument("--lora-targets", default=default(d.lora_targets), help="q,k,v,o,gate,up,down or all-linear")
+    k.add_argument("--quant", default=default(d.quant), help=f"{', '.join(QUANT)}: frozen base weights (LoRA)")
+    k.add_argument("--optimizer", default=default(d.optimizer), help=", ".join(OPTIMIZERS))
+    k.add_argument("--grad-accum", type=_int, default=default(d.grad_accum), help="micro-batches per step")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     _spec_flags(run, sweep=False)
     run.add_argument("--json", action="store_true", help="print the record as one JSON line, last on stdout")
     sweep = sub.add_parser("sweep", help="measure a preset matrix of specs")
-    sweep.add_argument("--preset", default="smoke", help="smoke, memory or gpu (harness/sweep.py)")
+    sweep.add_argument("--preset", default="smoke", help="smoke, memory, gpu, levers or lora-ranks (harness/sweep.py)")
     sweep.add_argument("--models", help="comma-separated zoo names (replace the preset's)")
     sweep.add_argument("--strategies", help="comma-separated strategy names (replace the preset's)")
     sweep.add_argument("--nproc", type=_int, default=None, help="ranks for every strategy but single")
@@ -131,9 +152,10 @@ def _names(text: str | None) -> tuple[str, ...] | None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from harness.knob_tables import TABLES
     from harness.report import print_records
     from harness.store import default_store
-    from harness.sweep import plan, run_sweep
+    from harness.sweep import PRESETS, plan, run_sweep
 
     fields = _spec_fields(args)
     overrides = {k: fields.pop(k, None) for k in ("seq_len", "warmup", "steps", "nproc")}
@@ -146,6 +168,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     records = run_sweep(specs, store_path, show_progress=sys.stderr.isatty())
     rows = [r.to_row() for r in records]
     print_records(rows, title=f"spacetime sweep --preset {args.preset}")
+    extra = TABLES.get(PRESETS[args.preset].table)
+    if extra:
+        console().print(extra(rows[: len(rows) // args.repeat]))
     ok = sum(r["status"] == "ok" for r in rows)
     where = f" -> {store_path}" if store_path else ""
     print(f"{ok}/{len(rows)} ok{where}")

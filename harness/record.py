@@ -15,7 +15,7 @@ from harness.measure import peak_flops, percentile
 from harness.spec import RunSpec
 from harness.zoo import get_config
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: memory knob columns, trainable_params, optimizer_class
 STATUSES = ("ok", "oom", "timeout", "error", "unsupported")
 
 
@@ -36,6 +36,8 @@ class Record:
     reserved_peak_bytes: int | None = None
     device_used_bytes: int | None = None
     param_bytes_per_rank: list[int] | None = None
+    trainable_params: int | None = None  # parameters the optimizer updates (LoRA: the adapters)
+    optimizer_class: str | None = None  # module.Class of the optimizer that ran
     # float64 sum of squares of each rank's local parameters after the last step: ranks holding the
     # same shard (replicas) must agree, which is how tests prove replicas stay in sync
     param_digest_per_rank: list[float] | None = None
@@ -65,12 +67,13 @@ def from_result(spec: RunSpec, result: dict[str, Any], wall_s: float) -> Record:
     layout = result["layout"]
     per_step = [max(steps) for steps in zip(*(r["step_s"] for r in ranks), strict=True)]
     p50 = percentile(per_step, 50)
-    global_batch = spec.batch_size * layout["dp_replicate"] * layout["dp_shard"]
+    global_batch = spec.batch_size * spec.grad_accum * layout["dp_replicate"] * layout["dp_shard"]
     tokens_per_s = global_batch * spec.seq_len / p50
     peak = peak_flops(result["device_name"]) if spec.device == "cuda" else None
     mfu = None
     if peak:
-        mfu = tokens_per_s * get_config(spec.model).flops_per_token(spec.seq_len) / (peak * spec.nproc)
+        flops = get_config(spec.model).flops_per_token(spec.seq_len, frozen_base=spec.lora_rank > 0)
+        mfu = tokens_per_s * flops / (peak * spec.nproc)
     return Record(
         spec=spec, status="ok", world_size=spec.nproc, mesh_dp_replicate=layout["dp_replicate"],
         mesh_dp_shard=layout["dp_shard"], mesh_tp=layout["tp"], global_batch=global_batch,
@@ -81,6 +84,7 @@ def from_result(spec: RunSpec, result: dict[str, Any], wall_s: float) -> Record:
         reserved_peak_bytes=_max([r["reserved_peak_bytes"] for r in ranks]),
         device_used_bytes=_max([r["device_used_bytes"] for r in ranks]),
         param_bytes_per_rank=[r["param_bytes"] for r in ranks],
+        trainable_params=ranks[0].get("trainable_params"), optimizer_class=ranks[0].get("optimizer_class"),
         param_digest_per_rank=[r["param_digest"] for r in ranks],
         step_s_p50=p50, step_s_p10=percentile(per_step, 10), step_s_p90=percentile(per_step, 90),
         step_s=per_step, tokens_per_s=tokens_per_s, mfu=mfu, loss=ranks[0]["loss"], wall_s=wall_s,

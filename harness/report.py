@@ -9,6 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from harness.knobs import knob_label
+
 MIB = 1024 * 1024
 _STATUS_STYLE = {"ok": "green", "unsupported": "yellow"}
 
@@ -33,7 +35,8 @@ def _layout(row: dict[str, Any]) -> str:
 
 def records_table(rows: Iterable[dict[str, Any]], title: str | None = None) -> Table:
     table = Table(title=title, header_style="bold")
-    for name, justify in [("model", "left"), ("strategy", "left"), ("ranks", "left"), ("device", "left"),
+    for name, justify in [("model", "left"), ("strategy", "left"), ("knobs", "left"), ("ranks", "left"),
+                          ("device", "left"),
                           ("status", "left"), ("global batch x seq", "right"), ("peak MiB", "right"),
                           ("RSS MiB", "right"), ("s/step p50 [p10-p90]", "right"), ("tokens/s", "right"),
                           ("MFU", "right"), ("loss", "right")]:
@@ -43,7 +46,8 @@ def records_table(rows: Iterable[dict[str, Any]], title: str | None = None) -> T
         style = _STATUS_STYLE.get(status, "red")
         shape = f"{row['global_batch'] or row['batch_size']} x {row['seq_len']}"
         table.add_row(
-            row["model"], row["strategy"], _layout(row), row["device"], f"[{style}]{status}[/{style}]", shape,
+            row["model"], row["strategy"], knob_label(row), _layout(row), row["device"],
+            f"[{style}]{status}[/{style}]", shape,
             _mib(row.get("peak_bytes")), _mib(row.get("rss_peak_bytes")), _step(row),
             "-" if row.get("tokens_per_s") is None else f"{row['tokens_per_s']:,.0f}",
             "-" if row.get("mfu") is None else f"{row['mfu']:.1%}",

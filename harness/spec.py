@@ -40,6 +40,16 @@ class RunSpec:
     tp: int = 0  # tensor-parallel degree; 0 = the strategy's default
     dp_replicate: int = 0  # replica groups for hybrid sharding; 0 = the strategy's default
     timeout_s: float = 600.0
+    # memory knobs (valid values in harness/knobs.py)
+    dtype: str = "fp32"  # fp32, bf16 / fp16 (mixed, fp32 masters), bf16-pure
+    activation_checkpointing: str = "off"  # off, full, selective (every ckpt_every-th block)
+    ckpt_every: int = 2
+    lora_rank: int = 0  # 0: full fine-tuning
+    lora_alpha: int = 16
+    lora_targets: str = "q,v"
+    quant: str = "none"  # none, int8, nf4: frozen base weights (needs lora_rank > 0)
+    optimizer: str = "adamw"  # adamw, adamw8bit, sgd, adafactor
+    grad_accum: int = 1  # micro-batches per optimizer step
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -72,8 +82,13 @@ class RunSpec:
             raise SpecError("warmup", "must be >= 1 so optimizer state exists before memory is measured")
         if not self.lr > 0:
             raise SpecError("lr", f"must be > 0, got {self.lr}")
+        from harness import knobs
+
+        knobs.validate(self)
         spec = replace(self, device=_resolve_device(self.device, self.nproc))
-        get_strategy(spec.strategy).check(spec)
+        strategy = get_strategy(spec.strategy)
+        strategy.check(spec)
+        strategy.check_knobs(spec)
         return spec
 
 

@@ -76,6 +76,13 @@ def load(store: Path | None = None) -> pa.Table:
 
 
 def rows(store: Path | None = None, **filters: str | None) -> list[dict[str, Any]]:
-    """Stored records as dicts, keeping those whose columns equal every non-None filter."""
+    """Stored records as dicts, keeping those whose columns equal every non-None filter.  A spec field that
+    an older file lacks reads as its default (those runs used it: the field did not exist yet)."""
+    defaults = {f.name: f.default for f in fields(RunSpec)}
     wanted = {k: v for k, v in filters.items() if v is not None}
-    return [r for r in load(store).to_pylist() if all(r.get(k) == v for k, v in wanted.items())]
+    out = []
+    for row in load(store).to_pylist():
+        row.update({k: v for k, v in defaults.items() if row.get(k) is None})
+        if all(row.get(k) == v for k, v in wanted.items()):
+            out.append(row)
+    return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,8 @@ CORE = ("single", "ddp", "fsdp_full_shard", "fsdp_shard_grad_op", "fsdp_hybrid_s
 
 def matrix(strategies: Iterable[str], models: Iterable[str], nproc: int, global_batch: int,
            base: RunSpec) -> list[RunSpec]:
-    """One spec per (model, strategy) with the same global batch: per-rank batch = global / dp degree
-    (`single` runs on one rank), so every strategy trains on the same data and losses compare."""
+    """One spec per (model, strategy) with the same global batch: per-rank micro-batch = global / (dp degree x
+    grad_accum) (`single` runs on one rank), so every strategy trains on the same data and losses compare."""
     specs = []
     for model in models:
         for name in strategies:
@@ -32,10 +32,11 @@ def matrix(strategies: Iterable[str], models: Iterable[str], nproc: int, global_
                 dp = get_strategy(name).layout(spec).dp
             except KeyError:
                 dp = ranks  # unknown name: validation reports it
-            if global_batch % dp:
-                raise SpecError("global_batch", f"{global_batch} is not divisible by {name}'s {dp} "
-                                f"data-parallel ranks", f"a multiple of {dp}")
-            specs.append(spec.with_(batch_size=global_batch // dp))
+            per = dp * base.grad_accum
+            if global_batch % per:
+                raise SpecError("global_batch", f"{global_batch} is not divisible by {name}'s {dp} data-parallel "
+                                f"ranks x {base.grad_accum} accumulation steps", f"a multiple of {per}")
+            specs.append(spec.with_(batch_size=global_batch // per))
     return specs
 
 
@@ -48,6 +49,22 @@ class Preset:
     seq_len: int
     warmup: int
     steps: int
+    # spec fields each row changes (knobs, batch_size), crossed with models x strategies; in this order
+    variants: tuple[dict[str, Any], ...] = ({},)
+    cuda_models: tuple[str, ...] | None = None  # the models when the runs go to CUDA (default: `models`)
+    table: str = "records"  # how the sweep prints: records, levers (deltas row to row) or lora-ranks (pivot)
+
+
+_LEVERS: tuple[dict[str, Any], ...] = (
+    {"dtype": "fp32"},
+    {"dtype": "bf16"},
+    {"dtype": "bf16", "activation_checkpointing": "full"},
+    {"dtype": "bf16", "activation_checkpointing": "full", "lora_rank": 8},
+    {"dtype": "bf16", "activation_checkpointing": "full", "lora_rank": 8, "optimizer": "adamw8bit"},
+    {"dtype": "bf16", "activation_checkpointing": "full", "lora_rank": 8, "optimizer": "adamw8bit", "quant": "nf4"},
+)
+_LORA_RANKS = tuple({"lora_rank": r, "batch_size": b, "dtype": "bf16", "quant": "nf4", "lora_targets": "all-linear"}
+                    for b in (2, 4, 8, 12) for r in (2, 4, 8))
 
 
 PRESETS: dict[str, Preset] = {
@@ -58,6 +75,12 @@ PRESETS: dict[str, Preset] = {
                      global_batch=2, seq_len=128, warmup=1, steps=3),
     # the nightly GPU matrix: 1b and 8b (an OOM is a result), 8 ranks unless --nproc says otherwise
     "gpu": Preset(CORE, ("1b", "8b"), nproc=8, global_batch=8, seq_len=2048, warmup=2, steps=10),
+    # one model, the memory levers added one at a time: what each saves and what it costs per step
+    "levers": Preset(("single",), ("125m",), nproc=1, global_batch=4, seq_len=256, warmup=1, steps=3,
+                     variants=_LEVERS, cuda_models=("8b",), table="levers"),
+    # QLoRA (NF4 base, bf16) peak memory by LoRA rank and batch size, as in the source experiment
+    "lora-ranks": Preset(("single",), ("125m",), nproc=1, global_batch=1, seq_len=256, warmup=1, steps=2,
+                         variants=_LORA_RANKS, cuda_models=("8b",), table="lora-ranks"),
 }
 
 
@@ -67,8 +90,30 @@ def plan(name: str, base: RunSpec, **overrides: Any) -> list[RunSpec]:
     if name not in PRESETS:
         raise SpecError("preset", f"unknown preset {name!r}", ", ".join(PRESETS))
     p = replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    models = p.models
+    if p.cuda_models and overrides.get("models") is None and _runs_on_cuda(base):
+        models = p.cuda_models
     base = base.with_(seq_len=p.seq_len, warmup=p.warmup, steps=p.steps)
-    return matrix(p.strategies, p.models, p.nproc, p.global_batch, base)
+    # A flag given on the command line replaces the preset's value wherever a variant sets that field; a
+    # variant that leaves a field others set gets the field's default (levers: no LoRA before the LoRA row).
+    defaults = RunSpec()
+    given = {k: v for k, v in asdict(base).items() if v != getattr(defaults, k)}
+    varied = set().union(*p.variants)
+    specs = []
+    for variant in p.variants:  # variants outermost, so a table reads in the preset's order
+        fields = {k: getattr(defaults, k) for k in varied}
+        fields.update({k: given.get(k, v) for k, v in variant.items()})
+        rows = matrix(p.strategies, models, p.nproc, p.global_batch, base.with_(**fields))
+        if "batch_size" in variant:  # the variant fixes the per-rank batch
+            rows = [spec.with_(batch_size=fields["batch_size"]) for spec in rows]
+        specs += rows
+    return specs
+
+
+def _runs_on_cuda(base: RunSpec) -> bool:
+    import torch
+
+    return base.device == "cuda" or (base.device == "auto" and torch.cuda.is_available())
 
 
 def validate_all(specs: list[RunSpec]) -> list[RunSpec | Record]:

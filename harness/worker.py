@@ -10,15 +10,16 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterable
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from harness.adapters import param_dtype
 from harness.measure import device_name, memory_probe, reset_rss_peak, rss_peak_bytes, synchronize, time_steps
 from harness.spec import RunSpec
+from harness.training import make_optimizer_factory
 from harness.world import World, close_world, init_world
 from harness.zoo import build_model, get_config
 from strategies import Batch, Layout, get_strategy
@@ -28,25 +29,20 @@ def global_batch(spec: RunSpec, layout: Layout, step: int) -> torch.Tensor:
     """Tokens (global_batch, seq_len + 1) for step `step`; depends only on seed, step and global size."""
     vocab = get_config(spec.model).vocab_size
     gen = torch.Generator().manual_seed(spec.seed * 1_000_003 + step)
-    return torch.randint(0, vocab, (spec.batch_size * layout.dp, spec.seq_len + 1), generator=gen)
+    rows = spec.batch_size * spec.grad_accum * layout.dp
+    return torch.randint(0, vocab, (rows, spec.seq_len + 1), generator=gen)
 
 
 def local_batches(spec: RunSpec, layout: Layout, world: World) -> list[Batch]:
     """This rank's rows of every step's global batch (tp ranks of one dp group share rows)."""
     dp_rank = world.rank // layout.tp
-    rows = slice(dp_rank * spec.batch_size, (dp_rank + 1) * spec.batch_size)
+    per_rank = spec.batch_size * spec.grad_accum  # the step splits it into grad_accum micro-batches
+    rows = slice(dp_rank * per_rank, (dp_rank + 1) * per_rank)
     out = []
     for step in range(spec.warmup + spec.memory_steps + spec.steps):
         tokens = global_batch(spec, layout, step)[rows].to(world.device)
         out.append((tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()))
     return out
-
-
-def make_optimizer_factory(spec: RunSpec):  # type: ignore[no-untyped-def]
-    def make(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(params, lr=spec.lr, weight_decay=0.0)
-
-    return make
 
 
 def param_digest(model: nn.Module) -> tuple[int, float]:
@@ -61,13 +57,17 @@ def param_digest(model: nn.Module) -> tuple[int, float]:
     return nbytes, digest
 
 
+def _qualname(obj: object) -> str | None:
+    return None if obj is None else f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
 def run_rank(spec: RunSpec, world: World) -> dict[str, Any]:
     strategy = get_strategy(spec.strategy)
     layout = strategy.layout(spec)
     batches = local_batches(spec, layout, world)
     probe = memory_probe(world.device)
     probe.start()
-    model = build_model(get_config(spec.model), spec.seq_len)
+    model = build_model(get_config(spec.model), spec.seq_len).to(param_dtype(spec))
     prepared = strategy.wrap(model, make_optimizer_factory(spec), world, spec)
     for batch in batches[: spec.warmup]:
         prepared.step(batch)
@@ -85,6 +85,8 @@ def run_rank(spec: RunSpec, world: World) -> dict[str, Any]:
     nbytes, digest = param_digest(prepared.model)
     return {"rank": world.rank, **memory, "rss_peak_bytes": rss_peak_bytes(), "step_s": durations,
             "param_bytes": nbytes, "param_digest": digest,
+            "trainable_params": sum(p.numel() for p in prepared.model.parameters() if p.requires_grad),
+            "optimizer_class": _qualname(prepared.optimizer),
             "loss": float(mean_loss) / world.world_size}
 
 

@@ -45,11 +45,12 @@ class ModelConfig:
         out = 0 if self.tie_embeddings else embed
         return self.n_layers * per_layer + embed + out + self.dim
 
-    def flops_per_token(self, seq_len: int) -> int:
-        """Training FLOPs per token: 6 x non-embedding params + attention (PaLM appendix B convention)."""
+    def flops_per_token(self, seq_len: int, frozen_base: bool = False) -> int:
+        """Training FLOPs per token: 6 x non-embedding params + attention (PaLM appendix B convention).  With a
+        frozen base (LoRA) the weight-gradient matmuls are skipped: 4 x params (adapters are negligible)."""
         dense = self.param_count() - self.vocab_size * self.dim
         attn = 12 * self.n_layers * self.n_heads * self.head_dim * seq_len
-        return 6 * dense + attn
+        return (4 if frozen_base else 6) * dense + attn
 
 
 _LLAMA2: dict[str, Any] = dict(n_layers=32, n_heads=32, n_kv_heads=32, dim=4096, ffn_dim=11008, vocab_size=32000)
@@ -187,7 +188,11 @@ def _param_seed(seed: int, name: str) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def _full_init(name: str, shape: torch.Size, seed: int, device: torch.device) -> torch.Tensor:
+def init_value(name: str, shape: torch.Size, seed: int, device: torch.device) -> torch.Tensor:
+    """The whole value of parameter `name` (its canonical name, see adapters.canonical_name).  LoRA starts as
+    peft starts it: B = 0, so the adapted model equals the base; A random like the weights."""
+    if ".lora_B." in name:
+        return torch.zeros(shape, device=device)
     if name.endswith("norm.weight"):
         return torch.ones(shape, device=device)
     gen = torch.Generator(device=device).manual_seed(_param_seed(seed, name))
@@ -205,9 +210,11 @@ def materialize(model: nn.Module, device: torch.device, seed: int,
     """
     from torch.distributed.tensor import DTensor, distribute_tensor
 
+    from harness.adapters import canonical_name
+
     model.to_empty(device=device)
     for name, param in model.named_parameters():
-        full = _full_init(name, param.shape, seed, device)
+        full = init_value(canonical_name(name), param.shape, seed, device)
         if isinstance(param, DTensor):
             shard = distribute_tensor(full, param.device_mesh, param.placements, src_data_rank=None)
             param.to_local().copy_(shard.to_local())

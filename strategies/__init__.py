@@ -8,9 +8,9 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
-from strategies.base import Batch, Layout, OptimizerFactory, Prepared, Strategy, standard_step
+from strategies.base import Batch, Layout, OptimizerFactory, Prepared, Strategy, make_step
 
-__all__ = ["Batch", "Layout", "OptimizerFactory", "Prepared", "Strategy", "standard_step", "register",
+__all__ = ["Batch", "Layout", "OptimizerFactory", "Prepared", "Strategy", "make_step", "register",
            "get_strategy", "list_strategies", "strategy_names", "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "spacetime.strategies"

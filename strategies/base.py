@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from harness.training import Batch, OptimizerFactory, loss_fn, make_step
 
 if TYPE_CHECKING:
     from harness.spec import RunSpec
     from harness.world import World
 
-Batch = tuple[torch.Tensor, torch.Tensor]  # (inputs, targets), both (batch, seq) int64
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+__all__ = ["ALL_KNOBS", "Batch", "Layout", "OptimizerFactory", "Prepared", "Strategy", "active_knobs", "loss_fn",
+           "make_step", "require_world"]
+
+KNOB_FLAGS = {"dtype": "--dtype", "activation_checkpointing": "--activation-checkpointing", "lora": "--lora-rank",
+              "quant": "--quant", "optimizer": "--optimizer", "grad_accum": "--grad-accum"}
+ALL_KNOBS = frozenset(KNOB_FLAGS)
+_FIELD = {**{k: k for k in KNOB_FLAGS}, "lora": "lora_rank"}
+
+
+def active_knobs(spec: RunSpec) -> list[str]:
+    """The knobs this spec moves off their defaults."""
+    moved = {"dtype": spec.dtype != "fp32", "activation_checkpointing": spec.activation_checkpointing != "off",
+             "lora": spec.lora_rank > 0, "quant": spec.quant != "none", "optimizer": spec.optimizer != "adamw",
+             "grad_accum": spec.grad_accum > 1}
+    return [k for k, on in moved.items() if on]
 
 
 @dataclass(frozen=True)
@@ -42,6 +56,11 @@ class Strategy:
     """Base class. Subclasses override `wrap`, and `check`/`layout` when they constrain the world."""
 
     shards: str = "nothing"  # what the strategy splits or moves, for `spacetime strategies`
+    # Knobs (KNOB_FLAGS) the strategy applies; any other knob off its default is `unsupported` with
+    # `why_not[knob]` as the reason, and so is one value of an applied knob listed as `why_not["knob=value"]`.
+    # The optimizer comes through the factory `wrap` is given.
+    knobs: frozenset[str] = frozenset({"optimizer"})
+    why_not: dict[str, str] = {}
 
     def __init__(self, name: str, description: str = "") -> None:
         self.name = name
@@ -50,30 +69,24 @@ class Strategy:
     def check(self, spec: RunSpec) -> None:
         """Raise SpecError for a spec this strategy cannot run (before anything is launched)."""
 
+    def check_knobs(self, spec: RunSpec) -> None:
+        """Raise Unsupported for a knob this strategy does not apply (before anything is launched)."""
+        from harness.spec import Unsupported
+
+        for knob in active_knobs(spec):
+            value = getattr(spec, _FIELD[knob])
+            reason = self.why_not.get(f"{knob}={value}")
+            if knob not in self.knobs:
+                reason = self.why_not.get(knob, f"{self.name} does not apply this knob")
+            if reason:
+                raise Unsupported(f"{self.name} with {KNOB_FLAGS[knob]} {value}: {reason}")
+
     def layout(self, spec: RunSpec) -> Layout:
         return Layout(dp_shard=spec.nproc)
 
     def wrap(self, model: nn.Module, make_optimizer: OptimizerFactory, world: World,
              spec: RunSpec) -> Prepared:
         raise NotImplementedError
-
-
-def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
-
-
-def standard_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> Callable[[Batch], torch.Tensor]:
-    """The usual step: forward, loss, backward, optimizer step, zero_grad."""
-
-    def step(batch: Batch) -> torch.Tensor:
-        inputs, targets = batch
-        loss = loss_fn(model(inputs), targets)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
-
-    return step
 
 
 def require_world(spec: RunSpec, name: str, minimum: int = 1, multiple_of: int = 1) -> None:

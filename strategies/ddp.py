@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from harness.adapters import add_adapters, apply_checkpointing, quantize_and_adapt
 from harness.zoo import materialize
 from strategies import register
-from strategies.base import OptimizerFactory, Prepared, Strategy, standard_step
+from strategies.base import ALL_KNOBS, OptimizerFactory, Prepared, Strategy, make_step
 
 if TYPE_CHECKING:
     from harness.spec import RunSpec
@@ -19,10 +21,18 @@ if TYPE_CHECKING:
 @register("ddp", "data parallel, full replica per rank, bucketed gradient all-reduce")
 class DDP(Strategy):
     shards = "nothing (replicates params, grads and optimizer state; adds gradient buckets)"
+    knobs = ALL_KNOBS
 
     def wrap(self, model: nn.Module, make_optimizer: OptimizerFactory, world: World,
              spec: RunSpec) -> Prepared:
+        model = add_adapters(model, spec)
         materialize(model, world.device, spec.seed)  # DDP needs real storage to broadcast and bucket
+        model = quantize_and_adapt(model, spec, world.device, spec.seed)
+        apply_checkpointing(model, spec)
         ddp = DistributedDataParallel(model, device_ids=[world.local_rank] if world.is_cuda else None)
         optimizer = make_optimizer(ddp.parameters())
-        return Prepared(ddp, optimizer, standard_step(ddp, optimizer))
+
+        def sync(last: bool) -> AbstractContextManager[Any]:  # all-reduce once per step, not per micro-batch
+            return nullcontext() if last else ddp.no_sync()
+
+        return Prepared(ddp, optimizer, make_step(ddp, optimizer, spec, world.device, sync=sync))

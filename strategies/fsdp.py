@@ -10,13 +10,33 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from harness.adapters import add_adapters, apply_checkpointing
+from harness.training import AUTOCAST
 from harness.zoo import materialize
 from strategies import register
-from strategies.base import Layout, OptimizerFactory, Prepared, Strategy, require_world, standard_step
+from strategies.base import ALL_KNOBS, Layout, OptimizerFactory, Prepared, Strategy, make_step, require_world
+
+# What DTensor parameters (FSDP2, tensor parallel) cannot take, as measured with torch 2.13.
+DTENSOR_LIMITS = {
+    "quant": "bitsandbytes' int8/NF4 parameters cannot be sharded as DTensors (QLoRA under FSDP2 needs torchao's "
+             "NF4Tensor, not implemented here); use single or ddp",
+    "optimizer=adafactor": "torch.optim.Adafactor's in-place row/column norms have no DTensor sharding rule "
+                           "(aten.pow_ on a _NormPartial placement); use single or ddp",
+}
 
 if TYPE_CHECKING:
     from harness.spec import RunSpec
     from harness.world import World
+
+
+def check_dtensor_combinations(name: str, spec: RunSpec) -> None:
+    """Knob combinations DTensor parameters cannot take (single knobs are in DTENSOR_LIMITS)."""
+    from harness.spec import Unsupported
+
+    if spec.dtype == "bf16-pure" and spec.optimizer == "adamw8bit":
+        raise Unsupported(f"{name} with --dtype bf16-pure --optimizer adamw8bit: torchao's AdamW8bit does not "
+                          "compile for bf16 DTensor parameters (aten.view.dtype on OptimState8bit); use fp32 or "
+                          "bf16 mixed precision, or single/ddp")
 
 
 @register("fsdp_full_shard", "FSDP2: params, grads and optimizer state sharded; params re-sharded after forward")
@@ -27,6 +47,9 @@ if TYPE_CHECKING:
 @register("fsdp_offload", "FSDP2 full shard with sharded params, grads and optimizer state on the CPU",
           offload=True)
 class FSDP(Strategy):
+    knobs = ALL_KNOBS - {"quant"}
+    why_not = DTENSOR_LIMITS
+
     def __init__(self, name: str, description: str = "", reshard_after_forward: bool = True,
                  hybrid: bool = False, offload: bool = False) -> None:
         super().__init__(name, description)
@@ -36,6 +59,10 @@ class FSDP(Strategy):
         self.shards = "params, grads, optimizer state" + (
             " within each replica group" if hybrid else "") + (
             " (held in CPU memory, copied in per unit)" if offload else "")
+
+    def check_knobs(self, spec: RunSpec) -> None:
+        super().check_knobs(spec)
+        check_dtensor_combinations(self.name, spec)
 
     def check(self, spec: RunSpec) -> None:
         if not self.hybrid:
@@ -61,19 +88,33 @@ class FSDP(Strategy):
             mesh = world.mesh((layout.dp_replicate, layout.dp_shard), ("dp_replicate", "dp_shard"))
         else:
             mesh = world.mesh((world.world_size,), ("dp",))
-        shard_model(model, mesh, self.fsdp_kwargs(world))
+        model = add_adapters(model, spec)
+        apply_checkpointing(model, spec)
+        shard_model(model, mesh, self.fsdp_kwargs(world, spec))
         param_device = torch.device("cpu") if self.offload else world.device
         materialize(model, param_device, spec.seed, buffer_device=world.device)
         optimizer = make_optimizer(model.parameters())
-        return Prepared(model, optimizer, standard_step(model, optimizer))
+        # FSDP2 casts parameters itself (mixed precision policy), so no autocast; gradients are DTensor shards
+        step = make_step(model, optimizer, spec, world.device, autocast=False, sharded_grads=True)
+        return Prepared(model, optimizer, step)
 
-    def fsdp_kwargs(self, world: World) -> dict[str, Any]:
+    def fsdp_kwargs(self, world: World, spec: RunSpec) -> dict[str, Any]:
         from torch.distributed.fsdp import CPUOffloadPolicy
 
-        kwargs: dict[str, Any] = {"reshard_after_forward": self.reshard_after_forward}
+        kwargs: dict[str, Any] = {"reshard_after_forward": self.reshard_after_forward, **mixed_precision(spec)}
         if self.offload:  # pinned host memory needs an accelerator
             kwargs["offload_policy"] = CPUOffloadPolicy(pin_memory=world.is_cuda)
         return kwargs
+
+
+def mixed_precision(spec: RunSpec) -> dict[str, Any]:
+    """FSDP2's policy for --dtype bf16/fp16: gather and compute in 16 bits, reduce gradients in fp32, keep fp32
+    sharded masters.  (bf16-pure parameters are bf16 already.)"""
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    if spec.dtype not in AUTOCAST:
+        return {}
+    return {"mp_policy": MixedPrecisionPolicy(param_dtype=AUTOCAST[spec.dtype], reduce_dtype=torch.float32)}
 
 
 def shard_model(model: nn.Module, mesh: Any, kwargs: dict[str, Any]) -> None:

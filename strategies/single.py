@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
+from harness.adapters import add_adapters, apply_checkpointing, quantize_and_adapt
 from harness.zoo import materialize
 from strategies import register
-from strategies.base import Layout, OptimizerFactory, Prepared, Strategy, require_world, standard_step
+from strategies.base import ALL_KNOBS, Layout, OptimizerFactory, Prepared, Strategy, make_step, require_world
 
 if TYPE_CHECKING:
     from harness.spec import RunSpec
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 @register("single", "one process, the whole model, no communication")
 class Single(Strategy):
     shards = "nothing"
+    knobs = ALL_KNOBS
 
     def check(self, spec: RunSpec) -> None:
         if spec.nproc != 1:
@@ -31,6 +33,9 @@ class Single(Strategy):
 
     def wrap(self, model: nn.Module, make_optimizer: OptimizerFactory, world: World,
              spec: RunSpec) -> Prepared:
+        model = add_adapters(model, spec)  # LoRA without quantization: on meta, before materializing
         materialize(model, world.device, spec.seed)
+        model = quantize_and_adapt(model, spec, world.device, spec.seed)  # int8/NF4 base + LoRA
+        apply_checkpointing(model, spec)
         optimizer = make_optimizer(model.parameters())
-        return Prepared(model, optimizer, standard_step(model, optimizer))
+        return Prepared(model, optimizer, make_step(model, optimizer, spec, world.device))

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from harness.adapters import apply_checkpointing
 from harness.zoo import get_config, materialize
 from strategies import register
-from strategies.base import Layout, OptimizerFactory, Prepared, Strategy, standard_step
-from strategies.fsdp import shard_model
+from strategies.base import ALL_KNOBS, Layout, OptimizerFactory, Prepared, Strategy, make_step
+from strategies.fsdp import DTENSOR_LIMITS, check_dtensor_combinations, mixed_precision, shard_model
 
 if TYPE_CHECKING:
     from harness.spec import RunSpec
@@ -23,6 +24,21 @@ if TYPE_CHECKING:
 @register("tp", "tensor parallel over all ranks: every rank sees the same batch, holds 1/tp of each matrix")
 @register("fsdp_tp", "2D: tensor parallel within --tp ranks, FSDP2 across the dp = nproc/tp groups", fsdp=True)
 class TensorParallel(Strategy):
+    knobs = ALL_KNOBS - {"quant", "lora"}
+    why_not = {**DTENSOR_LIMITS,
+               "lora": "peft's LoRA layers replace the nn.Linear modules that ColwiseParallel and RowwiseParallel "
+                       "shard; use single, ddp or an fsdp_* strategy"}
+
+    def check_knobs(self, spec: RunSpec) -> None:
+        if spec.dtype == "fp16" and not self.fsdp:
+            from harness.spec import Unsupported
+
+            raise Unsupported(f"{self.name} with --dtype fp16: the gradient scaler's unscale kernel gets a mix of "
+                              "Tensor and DTensor arguments under plain tensor parallelism (torch 2.13); use bf16, "
+                              "or fsdp_tp")
+        super().check_knobs(spec)
+        check_dtensor_combinations(self.name, spec)
+
     def __init__(self, name: str, description: str = "", fsdp: bool = False) -> None:
         super().__init__(name, description)
         self.fsdp = fsdp
@@ -61,12 +77,16 @@ class TensorParallel(Strategy):
         if self.fsdp:
             mesh = world.mesh((layout.dp_shard, layout.tp), ("dp", "tp"))
             parallelize(model, mesh["tp"])
-            shard_model(model, mesh["dp"], {})
+            apply_checkpointing(model, spec)
+            shard_model(model, mesh["dp"], mixed_precision(spec))
         else:
             parallelize(model, world.mesh((layout.tp,), ("tp",)))
+            apply_checkpointing(model, spec)
         materialize(model, world.device, spec.seed)
         optimizer = make_optimizer(model.parameters())
-        return Prepared(model, optimizer, standard_step(model, optimizer))
+        # with FSDP its mixed precision policy casts; plain TP autocasts.  Gradients are DTensors either way.
+        step = make_step(model, optimizer, spec, world.device, autocast=not self.fsdp, sharded_grads=True)
+        return Prepared(model, optimizer, step)
 
 
 def parallelize(model: Any, tp_mesh: Any) -> None:

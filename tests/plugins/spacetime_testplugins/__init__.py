@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from harness.zoo import materialize
-from strategies import OptimizerFactory, Prepared, Strategy, standard_step
+from strategies import OptimizerFactory, Prepared, Strategy, make_step
 
 
 class PluginDDP(Strategy):
@@ -30,7 +30,7 @@ class PluginDDP(Strategy):
         materialize(model, world.device, spec.seed)
         ddp = DistributedDataParallel(model)
         optimizer = make_optimizer(ddp.parameters())
-        return Prepared(ddp, optimizer, standard_step(ddp, optimizer))
+        return Prepared(ddp, optimizer, make_step(ddp, optimizer, spec, world.device))
 
 
 class Planted(PluginDDP):

@@ -1,0 +1,175 @@
+"""Memory knobs: validation before launch, the presets' plans, and (slow) real runs: every knob with single,
+ddp and fsdp_full_shard, losses against the single reference, and the memory each knob must save."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from harness.knobs import knob_label, lora_modules
+from harness.record import Record
+from harness.spec import RunSpec, SpecError, Unsupported
+from harness.sweep import plan, run_sweep
+
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"dtype": "fp8"}, "--dtype: unknown value 'fp8'; valid: fp32, bf16, fp16, bf16-pure"),
+    ({"activation_checkpointing": "some"}, "--activation-checkpointing: unknown value 'some'; valid: off, full"),
+    ({"ckpt_every": 0}, "--ckpt-every: must be an integer >= 1"),
+    ({"quant": "int4"}, "--quant: unknown value 'int4'; valid: none, int8, nf4"),
+    ({"optimizer": "lion"}, "--optimizer: unknown value 'lion'; valid: adamw, adamw8bit, sgd, adafactor"),
+    ({"grad_accum": 0}, "--grad-accum: must be an integer >= 1"),
+    ({"lora_rank": -1}, "--lora-rank: must be an integer >= 0"),
+    ({"lora_alpha": 0}, "--lora-alpha: must be an integer >= 1"),
+    ({"lora_rank": 8, "lora_targets": "q,x"}, "--lora-targets: unknown target(s) x; valid: a comma-separated"),
+    ({"quant": "nf4"}, "--quant: nf4 base weights are frozen, so they need adapters to train: add --lora-rank"),
+])
+def test_bad_knobs_name_the_flag_and_the_valid_values(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(SpecError) as raised:
+        RunSpec(**fields).validate()  # type: ignore[arg-type]
+    assert str(raised.value).startswith(message)
+
+
+@pytest.mark.parametrize(("fields", "reason"), [
+    ({"strategy": "tp", "nproc": 2, "lora_rank": 8}, "tp with --lora-rank 8: peft's LoRA layers replace"),
+    ({"strategy": "fsdp_tp", "nproc": 2, "quant": "int8", "lora_rank": 8}, "fsdp_tp with --lora-rank 8"),
+    ({"strategy": "fsdp_full_shard", "nproc": 2, "quant": "nf4", "lora_rank": 8},
+     "fsdp_full_shard with --quant nf4: bitsandbytes' int8/NF4 parameters cannot be sharded"),
+    ({"strategy": "fsdp_full_shard", "nproc": 2, "optimizer": "adafactor"},
+     "fsdp_full_shard with --optimizer adafactor: torch.optim.Adafactor's in-place row/column norms"),
+    ({"strategy": "tp", "nproc": 2, "dtype": "fp16"}, "tp with --dtype fp16: the gradient scaler's unscale"),
+    ({"strategy": "fsdp_tp", "nproc": 2, "dtype": "bf16-pure", "optimizer": "adamw8bit"},
+     "fsdp_tp with --dtype bf16-pure --optimizer adamw8bit: torchao's AdamW8bit does not compile"),
+    ({"strategy": "plugin_ddp", "nproc": 2, "dtype": "bf16"},
+     "plugin_ddp with --dtype bf16: plugin_ddp does not apply this knob"),
+])
+def test_combinations_a_strategy_cannot_run_are_unsupported_with_the_reason(
+        fields: dict[str, object], reason: str) -> None:
+    with pytest.raises(Unsupported, match="^" + re.escape(reason)):
+        RunSpec(**fields).validate()  # type: ignore[arg-type]
+
+
+def test_lora_targets_map_to_the_zoo_modules() -> None:
+    assert lora_modules("q,v") == ["wq", "wv"]
+    assert lora_modules("all-linear") == ["wq", "wk", "wv", "wo", "w1", "w3", "w2"]
+
+
+def test_knob_label_lists_what_moved_off_its_default() -> None:
+    assert knob_label(RunSpec().__dict__) == "-"
+    spec = RunSpec(dtype="bf16", activation_checkpointing="selective", ckpt_every=3, lora_rank=8, quant="nf4",
+                   optimizer="adamw8bit", grad_accum=2)
+    assert knob_label(spec.__dict__) == "bf16, ckpt 1/3, lora r8 q,v, nf4, adamw8bit, accum 2"
+
+
+def test_levers_preset_adds_one_lever_per_row() -> None:
+    labels = [knob_label(s.__dict__) for s in plan("levers", RunSpec(), models=("tiny",))]
+    assert labels == ["-", "bf16", "bf16, ckpt full", "bf16, ckpt full, lora r8 q,v",
+                      "bf16, ckpt full, lora r8 q,v, adamw8bit", "bf16, ckpt full, lora r8 q,v, nf4, adamw8bit"]
+
+
+def test_lora_ranks_preset_is_ranks_by_batches_and_flags_replace_its_values() -> None:
+    specs = plan("lora-ranks", RunSpec(), models=("tiny",))
+    assert sorted({(s.lora_rank, s.batch_size) for s in specs}) == [
+        (r, b) for r in (2, 4, 8) for b in (2, 4, 8, 12)]
+    assert {s.quant for s in specs} == {"nf4"}
+    assert {s.quant for s in plan("lora-ranks", RunSpec(quant="int8"), models=("tiny",))} == {"int8"}
+
+
+def test_cli_refuses_a_bad_knob_in_one_line() -> None:
+    result = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--optimizer", "lion"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "spacetime: error: --optimizer: unknown value 'lion'; valid: adamw, adamw8bit, sgd, adafactor"]
+
+
+# Every knob with single, ddp and fsdp_full_shard on tiny, combined where they are independent so the matrix
+# stays small.  Tolerance of the final loss against single with the same knobs: fp32 math is the same up to
+# reduction order (1e-4); 16-bit compute rounds differently per strategy (FSDP2 casts parameters, the others
+# autocast), which moves a loss of about 8.4 by up to 1e-3 after these few steps.
+KNOB_CASES: dict[str, tuple[dict[str, object], float]] = {
+    "ckpt full, accum 2, sgd": ({"activation_checkpointing": "full", "grad_accum": 2, "optimizer": "sgd"}, 1e-4),
+    "lora all-linear, ckpt selective, bf16": ({"lora_rank": 8, "lora_targets": "all-linear", "dtype": "bf16",
+                                               "activation_checkpointing": "selective"}, 1e-3),
+    "adamw8bit": ({"optimizer": "adamw8bit"}, 1e-4),
+    "fp16": ({"dtype": "fp16"}, 1e-3),
+    "bf16-pure": ({"dtype": "bf16-pure"}, 1e-3),
+    "qlora nf4, adafactor": ({"lora_rank": 8, "quant": "nf4", "optimizer": "adafactor"}, 1e-3),
+}
+STRATEGIES = ("single", "ddp", "fsdp_full_shard")
+UNSUPPORTED = {("qlora nf4, adafactor", "fsdp_full_shard")}
+
+
+@pytest.fixture(scope="module")
+def knob_runs() -> dict[tuple[str, str], Record]:
+    base = RunSpec(model="tiny", seq_len=32, warmup=1, memory_steps=1, steps=2)
+    specs, names = [], []
+    for name, (fields, _) in KNOB_CASES.items():
+        from harness.sweep import matrix
+
+        for spec in matrix(STRATEGIES, ["tiny"], 2, 4, base.with_(**fields)):  # type: ignore[arg-type]
+            specs.append(spec)
+            names.append((name, spec.strategy))
+    records = run_sweep(specs, store_path=None, show_progress=False)
+    return dict(zip(names, records, strict=True))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(KNOB_CASES))
+def test_every_knob_runs_and_matches_single(knob_runs: dict[tuple[str, str], Record], case: str) -> None:
+    tolerance = KNOB_CASES[case][1]
+    reference = knob_runs[(case, "single")]
+    assert reference.status == "ok", reference.error
+    for strategy in STRATEGIES[1:]:
+        record = knob_runs[(case, strategy)]
+        if (case, strategy) in UNSUPPORTED:
+            assert record.status == "unsupported" and "use single or ddp" in (record.error or "")
+            continue
+        assert record.status == "ok", f"{strategy}: {record.error}"
+        assert record.loss == pytest.approx(reference.loss, rel=tolerance), strategy
+        assert record.trainable_params == reference.trainable_params
+
+
+@pytest.mark.slow
+def test_knob_runs_record_their_knobs_and_optimizer(knob_runs: dict[tuple[str, str], Record]) -> None:
+    row = knob_runs[("adamw8bit", "fsdp_full_shard")].to_row()
+    assert (row["dtype"], row["optimizer"]) == ("fp32", "adamw8bit")
+    assert row["optimizer_class"] == "torchao.optim.adam.AdamW8bit"
+    lora = knob_runs[("lora all-linear, ckpt selective, bf16", "ddp")]
+    # 4 blocks x r=8 x (in + out) of q, k, v, o, gate, up, down (dim 256, kv 128, ffn 768)
+    assert lora.trainable_params == 4 * 8 * (512 + 384 + 384 + 512 + 1024 + 1024 + 1024)
+    assert knob_runs[("ckpt full, accum 2, sgd", "ddp")].global_batch == 4  # 2 ranks x 1 x 2 micro-batches
+
+
+def _peak(spec: RunSpec) -> int:
+    record = run_sweep([spec.validate()], store_path=None, show_progress=False)[0]
+    assert record.status == "ok", record.error
+    assert record.peak_bytes is not None
+    return record.peak_bytes
+
+
+@pytest.mark.slow
+def test_activation_checkpointing_lowers_peak_memory() -> None:
+    """tiny at 4 x 512 tokens: activations outweigh model state.  Full checkpointing keeps only each block's
+    input; selective (every 2nd block) lands between."""
+    base = RunSpec(model="tiny", batch_size=4, seq_len=512, warmup=1, memory_steps=1, steps=1)
+    off, selective, full = (_peak(base.with_(activation_checkpointing=m)) for m in ("off", "selective", "full"))
+    assert full < selective < off
+    assert off - full > 0.3 * off, (off / MIB, full / MIB)
+
+
+@pytest.mark.slow
+def test_lora_saves_at_least_the_adamw_state_of_the_frozen_params() -> None:
+    """125m, single, batch 1 x 128: LoRA r=8 (q,v) drops the gradients and both AdamW moments of every frozen
+    parameter; the issue's bar is the moments alone, 8 B per frozen parameter."""
+    from harness.zoo import get_config
+
+    base = RunSpec(model="125m", batch_size=1, seq_len=128, warmup=1, memory_steps=1, steps=1)
+    full, lora = _peak(base), _peak(base.with_(lora_rank=8))
+    frozen = get_config("125m").param_count()
+    assert full - lora >= 8 * frozen, ((full - lora) / MIB, 8 * frozen / MIB)
