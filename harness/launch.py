@@ -69,15 +69,39 @@ def classify(returncode: int, output: str) -> str:
     return "error"
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (Linux /proc): torchrun starts each rank in a session of its own, so
+    killing torchrun's process group leaves the ranks running."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # exited while we looked
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
 def _run(cmd: list[str], log: Path, timeout_s: float) -> int | None:
-    """Run cmd in its own process group with output to `log`; None on timeout (group killed)."""
+    """Run cmd in its own process group with output to `log`; None on timeout (torchrun and ranks killed)."""
     with log.open("w") as sink:
         proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=_env(),
                                 start_new_session=True)
         try:
             return proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # torchrun and every rank
+            ranks = descendants(proc.pid)
+            os.killpg(proc.pid, signal.SIGKILL)
+            for pid in ranks:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             proc.wait()
             return None
 

@@ -32,12 +32,26 @@ def test_allocation_failure_is_an_oom_record() -> None:
 
 
 @pytest.mark.slow
+def _workers_with(marker: str) -> list[int]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "harness.worker" in text and marker in text:
+            found.append(int(cmdline.parent.name))
+    return found
+
+
 def test_hang_is_a_timeout_record_and_every_rank_is_killed() -> None:
     start = time.perf_counter()
-    record = launch(RunSpec(strategy="hang", nproc=2, timeout_s=20, **QUICK).validate())
+    record = launch(RunSpec(strategy="hang", nproc=2, timeout_s=20, seed=918273, **QUICK).validate())
     assert record.status == "timeout"
     assert "no result after 20 s" in (record.error or "")
     assert time.perf_counter() - start < 60
+    time.sleep(1)  # SIGKILL is delivered asynchronously
+    assert _workers_with('"seed": 918273') == []  # no rank outlives its run
 
 
 @pytest.mark.slow
