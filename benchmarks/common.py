@@ -82,23 +82,48 @@ def measure_all(p: Preset) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def check_figure(cache: dict[str, dict[str, Any]], model: str, strategy: str, column: str) -> None:
+def measure_specs(specs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """One measured run per labelled spec, rows keyed by label (unsupported specs become such records)."""
+    from harness import store
+    from harness.launch import launch
+    from harness.record import failed
+    from harness.spec import SpecError, Unsupported
+
+    rows: dict[str, dict[str, Any]] = {}
+    for label, spec in specs.items():
+        try:
+            record = launch(spec.validate())
+        except (SpecError, Unsupported) as why:
+            record = failed(spec, "unsupported", str(why))
+        if os.environ.get("SPACETIME_STORE"):
+            store.append([record])
+        rows[label] = record.to_row()
+    return rows
+
+
+def check_row(row: dict[str, Any], column: str) -> None:
     """For a benchmark's `setup`: NotImplementedError (asv skips, shows n/a) where the run could not be
     done here, did not fit in memory, or this device has no such figure; a crash or a timeout passes, so its
     benchmarks fail.  (A case that used to fit and now runs out of memory is the gate's to catch.)"""
-    row = cache[f"{model}/{strategy}"]
     if row["status"] in ("unsupported", "oom"):
         raise NotImplementedError(f"{row['status']}: {row['error']}")
     if row["status"] == "ok" and row.get(column) is None:
         raise NotImplementedError(f"{column} is not measured on {row.get('device_name')}")
 
 
-def figure(cache: dict[str, dict[str, Any]], model: str, strategy: str, column: str) -> float:
-    """The figure of one parameter set; RuntimeError (asv marks the benchmark failed) for a failed run."""
-    row = cache[f"{model}/{strategy}"]
+def row_figure(row: dict[str, Any], column: str, label: str) -> float:
+    """One figure of a record; RuntimeError (asv marks the benchmark failed) for a failed run."""
     if row["status"] != "ok":
-        raise RuntimeError(f"{model}/{strategy}: {row['status']}: {row['error']}")
+        raise RuntimeError(f"{label}: {row['status']}: {row['error']}")
     value = row.get(column)
     if value is None:
-        raise RuntimeError(f"{model}/{strategy}: {column} missing from an ok record")
+        raise RuntimeError(f"{label}: {column} missing from an ok record")
     return float(value)
+
+
+def check_figure(cache: dict[str, dict[str, Any]], model: str, strategy: str, column: str) -> None:
+    check_row(cache[f"{model}/{strategy}"], column)
+
+
+def figure(cache: dict[str, dict[str, Any]], model: str, strategy: str, column: str) -> float:
+    return row_figure(cache[f"{model}/{strategy}"], column, f"{model}/{strategy}")

@@ -80,6 +80,11 @@ def _knob_flags(p: argparse.ArgumentParser, d: RunSpec, sweep: bool) -> None:
     k.add_argument("--quant", default=default(d.quant), help=f"{', '.join(QUANT)}: frozen base weights (LoRA)")
     k.add_argument("--optimizer", default=default(d.optimizer), help=", ".join(OPTIMIZERS))
     k.add_argument("--grad-accum", type=_int, default=default(d.grad_accum), help="micro-batches per step")
+    m = p.add_argument_group("custom model")
+    m.add_argument("--model-config", dest="model_config_file", type=Path, default=None,
+                   help="a Hugging Face config.json of a Llama-family model (replaces --model)")
+    m.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE",
+                   help="override a shape field of the model, e.g. --set n_layers=4 (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--global-batch", type=_int, default=None, help="sequences per step, all ranks")
     sweep.add_argument("--repeat", type=_int, default=1, help="run the whole matrix N times (the gate uses the "
                        "spread of repeats)")
+    sweep.add_argument("--exact-preset", action="store_true", help="run the preset as defined, without the "
+                       "substitutions it makes on this machine (16-bit rows on a CPU without fast bf16)")
     sweep.add_argument("--fail-on-error", action="store_true", help="exit 1 if any run is not ok")
     _spec_flags(sweep, sweep=True)
     sub.add_parser("strategies", help="list strategies")
@@ -121,9 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _spec_fields(args: argparse.Namespace) -> dict[str, Any]:
+def _spec_fields(args: argparse.Namespace, model: str | None = None) -> dict[str, Any]:
+    """RunSpec fields from the flags; --model-config / --set become a custom `model_config`."""
+    from harness.custom_model import custom_config, to_json
+
     names = RunSpec.__dataclass_fields__
-    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+    fields = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    cfg = custom_config(model or fields.get("model", RunSpec().model), args.model_config_file, args.sets or [])
+    if cfg is not None:
+        fields.update(model=cfg.name, model_config=to_json(cfg))
+    return fields
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -155,15 +169,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from harness.knob_tables import TABLES
     from harness.report import print_records
     from harness.store import default_store
-    from harness.sweep import PRESETS, plan, run_sweep
+    from harness.sweep import PRESETS, plan, plan_note, run_sweep
 
-    fields = _spec_fields(args)
+    models = _names(args.models)
+    if (args.model_config_file or args.sets) and models and len(models) > 1:
+        raise SpecError("models", "--model-config/--set describe one model", "a single name")
+    fields = _spec_fields(args, model=models[0] if models else "tiny")
+    if "model" in fields:
+        models = (fields.pop("model"),)  # the custom model replaces the preset's
     overrides = {k: fields.pop(k, None) for k in ("seq_len", "warmup", "steps", "nproc")}
-    specs = plan(args.preset, RunSpec(**fields), global_batch=args.global_batch,
-                 models=_names(args.models), strategies=_names(args.strategies), **overrides)
+    specs = plan(args.preset, RunSpec(**fields), exact=args.exact_preset, global_batch=args.global_batch,
+                 models=models, strategies=_names(args.strategies), **overrides)
     if args.repeat < 1:
         raise SpecError("repeat", f"must be >= 1, got {args.repeat}")
     specs = [spec for _ in range(args.repeat) for spec in specs]
+    note = None if args.exact_preset else plan_note(args.preset, RunSpec(**fields))
+    if note:
+        print(note, file=sys.stderr)
     store_path = None if args.no_store else (args.store or default_store())
     records = run_sweep(specs, store_path, show_progress=sys.stderr.isatty())
     rows = [r.to_row() for r in records]

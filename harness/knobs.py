@@ -77,6 +77,17 @@ def validate(spec: RunSpec) -> None:
                           "(pip install 'spacetime[bnb]')")
 
 
+def fast_16bit_cpu() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AVX-512 BF16 or AMX).  Without, torch's CPU build
+    runs bf16/fp16 training steps about 30x slower than fp32 (125m, batch 1 x 128: 72 s against 2.4 s)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
 def knob_label(row: dict[str, Any]) -> str:
     """The knobs a record (or spec as a dict) moved off their defaults, short: `bf16, ckpt full, lora r8 q,v`."""
     parts = []

@@ -13,7 +13,7 @@ from typing import Any
 
 from harness.measure import peak_flops, percentile
 from harness.spec import RunSpec
-from harness.zoo import get_config
+from harness.zoo import config_for
 
 SCHEMA_VERSION = 2  # 2: memory knob columns, trainable_params, optimizer_class
 STATUSES = ("ok", "oom", "timeout", "error", "unsupported")
@@ -72,7 +72,7 @@ def from_result(spec: RunSpec, result: dict[str, Any], wall_s: float) -> Record:
     peak = peak_flops(result["device_name"]) if spec.device == "cuda" else None
     mfu = None
     if peak:
-        flops = get_config(spec.model).flops_per_token(spec.seq_len, frozen_base=spec.lora_rank > 0)
+        flops = config_for(spec).flops_per_token(spec.seq_len, frozen_base=spec.lora_rank > 0)
         mfu = tokens_per_s * flops / (peak * spec.nproc)
     return Record(
         spec=spec, status="ok", world_size=spec.nproc, mesh_dp_replicate=layout["dp_replicate"],

@@ -50,6 +50,7 @@ class RunSpec:
     quant: str = "none"  # none, int8, nf4: frozen base weights (needs lora_rank > 0)
     optimizer: str = "adamw"  # adamw, adamw8bit, sgd, adafactor
     grad_accum: int = 1  # micro-batches per optimizer step
+    model_config: str = ""  # a custom shape (--model-config / --set) as ModelConfig JSON; "" = the zoo's `model`
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -69,9 +70,14 @@ class RunSpec:
         from strategies import get_strategy, strategy_names
 
         runnable = ", ".join(n for n, c in ZOO.items() if c.measurable)
-        if self.model not in ZOO:
+        if self.model_config:
+            from harness.custom_model import checked, from_json
+
+            if checked(from_json(self.model_config)).name != self.model:
+                raise SpecError("model", f"{self.model!r} is not the name of the custom model config")
+        elif self.model not in ZOO:
             raise SpecError("model", f"unknown model {self.model!r}", runnable)
-        if not ZOO[self.model].measurable:
+        elif not ZOO[self.model].measurable:
             raise SpecError("model", f"{self.model!r} is for predict/simulate only", runnable)
         names = strategy_names()
         if self.strategy not in names:

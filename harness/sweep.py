@@ -53,6 +53,8 @@ class Preset:
     variants: tuple[dict[str, Any], ...] = ({},)
     cuda_models: tuple[str, ...] | None = None  # the models when the runs go to CUDA (default: `models`)
     table: str = "records"  # how the sweep prints: records, levers (deltas row to row) or lora-ranks (pivot)
+    # fields replaced when the runs go to a CPU without fast 16-bit GEMMs (unless given as flags)
+    slow_cpu_fields: dict[str, Any] | None = None
 
 
 _LEVERS: tuple[dict[str, Any], ...] = (
@@ -76,17 +78,18 @@ PRESETS: dict[str, Preset] = {
     # the nightly GPU matrix: 1b and 8b (an OOM is a result), 8 ranks unless --nproc says otherwise
     "gpu": Preset(CORE, ("1b", "8b"), nproc=8, global_batch=8, seq_len=2048, warmup=2, steps=10),
     # one model, the memory levers added one at a time: what each saves and what it costs per step
-    "levers": Preset(("single",), ("125m",), nproc=1, global_batch=4, seq_len=256, warmup=1, steps=3,
-                     variants=_LEVERS, cuda_models=("8b",), table="levers"),
+    "levers": Preset(("single",), ("125m",), nproc=1, global_batch=4, seq_len=256, warmup=1, steps=2,
+                     variants=_LEVERS, cuda_models=("8b",), table="levers", slow_cpu_fields={"dtype": "fp32"}),
     # QLoRA (NF4 base, bf16) peak memory by LoRA rank and batch size, as in the source experiment
-    "lora-ranks": Preset(("single",), ("125m",), nproc=1, global_batch=1, seq_len=256, warmup=1, steps=2,
-                         variants=_LORA_RANKS, cuda_models=("8b",), table="lora-ranks"),
+    "lora-ranks": Preset(("single",), ("125m",), nproc=1, global_batch=1, seq_len=256, warmup=1, steps=1,
+                         variants=_LORA_RANKS, cuda_models=("8b",), table="lora-ranks",
+                         slow_cpu_fields={"dtype": "fp32"}),
 }
 
 
-def plan(name: str, base: RunSpec, **overrides: Any) -> list[RunSpec]:
+def plan(name: str, base: RunSpec, exact: bool = False, **overrides: Any) -> list[RunSpec]:
     """The preset's specs; any non-None override (strategies, models, nproc, global_batch, seq_len, warmup,
-    steps) replaces the preset's value."""
+    steps) replaces the preset's value.  `exact`: no slow-CPU substitutions (see plan_note)."""
     if name not in PRESETS:
         raise SpecError("preset", f"unknown preset {name!r}", ", ".join(PRESETS))
     p = replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
@@ -99,15 +102,36 @@ def plan(name: str, base: RunSpec, **overrides: Any) -> list[RunSpec]:
     defaults = RunSpec()
     given = {k: v for k, v in asdict(base).items() if v != getattr(defaults, k)}
     varied = set().union(*p.variants)
-    specs = []
+    slow = {} if exact else _slow_cpu_fields(p, base)
+    specs: list[RunSpec] = []
     for variant in p.variants:  # variants outermost, so a table reads in the preset's order
         fields = {k: getattr(defaults, k) for k in varied}
-        fields.update({k: given.get(k, v) for k, v in variant.items()})
+        fields.update({k: given.get(k, slow.get(k, v)) for k, v in variant.items()})
         rows = matrix(p.strategies, models, p.nproc, p.global_batch, base.with_(**fields))
         if "batch_size" in variant:  # the variant fixes the per-rank batch
             rows = [spec.with_(batch_size=fields["batch_size"]) for spec in rows]
-        specs += rows
+        specs += [spec for spec in rows if spec not in specs]  # a replaced field can make two rows one
     return specs
+
+
+def _slow_cpu_fields(p: Preset, base: RunSpec) -> dict[str, Any]:
+    from harness.knobs import fast_16bit_cpu
+
+    if not p.slow_cpu_fields or _runs_on_cuda(base) or fast_16bit_cpu():
+        return {}
+    return p.slow_cpu_fields
+
+
+def plan_note(name: str, base: RunSpec) -> str | None:
+    """What the preset changes on this machine, for the user to read before the sweep starts."""
+    slow = {k: v for k, v in _slow_cpu_fields(PRESETS[name], base).items() if getattr(base, k) == getattr(
+        RunSpec(), k)}
+    if not slow:
+        return None
+    fields = ", ".join(f"{k} {v}" for k, v in slow.items())
+    return (f"note: {name} on this CPU runs with {fields} in every row: it has no fast 16-bit matrix multiply "
+            "(no AVX-512 BF16 or AMX), where bf16/fp16 steps take about 30x as long as fp32. "
+            "Pass --exact-preset to run the 16-bit rows anyway.")
 
 
 def _runs_on_cuda(base: RunSpec) -> bool:

@@ -21,13 +21,13 @@ from harness.measure import device_name, memory_probe, reset_rss_peak, rss_peak_
 from harness.spec import RunSpec
 from harness.training import make_optimizer_factory
 from harness.world import World, close_world, init_world
-from harness.zoo import build_model, get_config
+from harness.zoo import build_model, config_for
 from strategies import Batch, Layout, get_strategy
 
 
 def global_batch(spec: RunSpec, layout: Layout, step: int) -> torch.Tensor:
     """Tokens (global_batch, seq_len + 1) for step `step`; depends only on seed, step and global size."""
-    vocab = get_config(spec.model).vocab_size
+    vocab = config_for(spec).vocab_size
     gen = torch.Generator().manual_seed(spec.seed * 1_000_003 + step)
     rows = spec.batch_size * spec.grad_accum * layout.dp
     return torch.randint(0, vocab, (rows, spec.seq_len + 1), generator=gen)
@@ -67,7 +67,7 @@ def run_rank(spec: RunSpec, world: World) -> dict[str, Any]:
     batches = local_batches(spec, layout, world)
     probe = memory_probe(world.device)
     probe.start()
-    model = build_model(get_config(spec.model), spec.seq_len).to(param_dtype(spec))
+    model = build_model(config_for(spec), spec.seq_len).to(param_dtype(spec))
     prepared = strategy.wrap(model, make_optimizer_factory(spec), world, spec)
     for batch in batches[: spec.warmup]:
         prepared.step(batch)

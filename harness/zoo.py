@@ -81,6 +81,15 @@ def get_config(name: str) -> ModelConfig:
     return ZOO[name]
 
 
+def config_for(spec: Any) -> ModelConfig:
+    """The shape a RunSpec trains: its custom config (--model-config / --set) if any, else the zoo's."""
+    if spec.model_config:
+        from harness.custom_model import from_json
+
+        return from_json(spec.model_config)
+    return ZOO[spec.model]
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from harness.adapters import apply_checkpointing
-from harness.zoo import get_config, materialize
+from harness.zoo import config_for, materialize
 from strategies import register
 from strategies.base import ALL_KNOBS, Layout, OptimizerFactory, Prepared, Strategy, make_step
 from strategies.fsdp import DTENSOR_LIMITS, check_dtensor_combinations, mixed_precision, shard_model
@@ -57,7 +57,7 @@ class TensorParallel(Strategy):
     def check(self, spec: RunSpec) -> None:
         from harness.spec import SpecError
 
-        tp, cfg = self.degree(spec), get_config(spec.model)
+        tp, cfg = self.degree(spec), config_for(spec)
         if not self.fsdp and tp != spec.nproc:
             raise SpecError("tp", f"tp uses every rank for tensor parallelism: --tp must equal --nproc "
                             f"({spec.nproc}), got {tp}", f"0 or {spec.nproc}")

@@ -33,6 +33,17 @@ def suite(monkeypatch: pytest.MonkeyPatch) -> Any:
     return importlib.reload(module)
 
 
+def test_levers_benchmark_takes_its_rows_from_the_sweep_preset(suite: Any) -> None:
+    import benchmarks.bench_knobs as knobs
+    from harness.sweep import plan
+
+    knobs = importlib.reload(knobs)
+    specs = list(knobs._SPECS.values())
+    assert specs == plan("levers", specs[0].with_(dtype="fp32"), models=("tiny",), seq_len=256)
+    assert knobs.Levers.params[0][0] == "baseline" and len(knobs.Levers.params[0]) == len(specs)
+    assert knobs.Levers.track_peak_bytes.unit == "bytes"
+
+
 def _classes(module: Any) -> list[type]:
     return [c for _, c in inspect.getmembers(module, inspect.isclass)
             if any(n.startswith("track_") for n in vars(c))]

@@ -107,7 +107,7 @@ UNSUPPORTED = {("qlora nf4, adafactor", "fsdp_full_shard")}
 
 @pytest.fixture(scope="module")
 def knob_runs() -> dict[tuple[str, str], Record]:
-    base = RunSpec(model="tiny", seq_len=32, warmup=1, memory_steps=1, steps=2)
+    base = RunSpec(model="tiny", seq_len=16, warmup=1, memory_steps=1, steps=2)
     specs, names = [], []
     for name, (fields, _) in KNOB_CASES.items():
         from harness.sweep import matrix
