@@ -61,29 +61,15 @@ def spec_for(p: Preset, model: str, strategy: str) -> Any:
 
 
 def measure_all(p: Preset) -> dict[str, dict[str, Any]]:
-    """One measured run per (model, strategy), rows keyed "model/strategy"; a spec the strategy cannot run
-    on this machine becomes status `unsupported`.  With $SPACETIME_STORE set, every record is also appended
-    to that store (so the regression gate sees what asv measured)."""
-    from harness import store
-    from harness.launch import launch
-    from harness.record import failed
-    from harness.spec import RunSpec, SpecError, Unsupported
-
-    rows: dict[str, dict[str, Any]] = {}
-    for model in p.models:
-        for strategy in strategies():
-            try:
-                record = launch(spec_for(p, model, strategy).validate())
-            except (SpecError, Unsupported) as why:
-                record = failed(RunSpec(model=model, strategy=strategy, nproc=p.nproc), "unsupported", str(why))
-            if os.environ.get("SPACETIME_STORE"):
-                store.append([record])
-            rows[f"{model}/{strategy}"] = record.to_row()
-    return rows
+    """One measured run per (model, strategy), rows keyed "model/strategy" (see measure_specs)."""
+    return measure_specs({f"{model}/{strategy}": spec_for(p, model, strategy)
+                          for model in p.models for strategy in strategies()})
 
 
 def measure_specs(specs: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """One measured run per labelled spec, rows keyed by label (unsupported specs become such records)."""
+    """One measured run per labelled spec, rows keyed by label; a spec that cannot run on this machine
+    becomes status `unsupported`.  With $SPACETIME_STORE set, every record is also appended to that store
+    (so the regression gate sees what asv measured)."""
     from harness import store
     from harness.launch import launch
     from harness.record import failed

@@ -17,6 +17,11 @@ def _delta(now: float | None, before: float | None) -> str:
     return f"{now / before - 1:+.1%}"  # type: ignore[operator]
 
 
+def _lever(row: dict[str, Any]) -> str:
+    label = knob_label(row)
+    return f"none ({row.get('dtype', 'fp32')}, full fine-tuning, AdamW)" if label == "-" else label
+
+
 def levers_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
     """One row per lever, in order; each change is against the row before."""
     table = Table(title=title, header_style="bold")
@@ -28,7 +33,7 @@ def levers_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
         ok = row["status"] == "ok"
         peak, speed = row.get("peak_bytes"), row.get("tokens_per_s")
         table.add_row(
-            str(i), row["model"], knob_label(row), row["status"],
+            str(i), row["model"], _lever(row), row["status"],
             "-" if peak is None else f"{peak / MIB:,.1f}", _delta(peak, before.get("peak_bytes")),
             "-" if speed is None else f"{speed:,.0f}", _delta(speed, before.get("tokens_per_s")),
             "-" if row.get("trainable_params") is None else f"{row['trainable_params']:,}",
