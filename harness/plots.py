@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.compare import case_key
+from harness.knobs import knob_label
 
 MIB = 1024 * 1024
 
@@ -44,6 +45,12 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
+def case_name(row: dict[str, Any]) -> str:
+    """`strategy xN`, with the knobs that moved off their defaults in brackets."""
+    knobs = knob_label(row)
+    return f"{row['strategy']} x{row['nproc']}" + ("" if knobs == "-" else f" [{knobs}]")
+
+
 def _measured(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if r["status"] == "ok" and r.get("peak_bytes") and r.get("tokens_per_s")]
 
@@ -61,7 +68,7 @@ def plot_tradeoff(rows: list[dict[str, Any]], path: Path) -> Path:
         front = pareto_front(points)
         for i, ((x, y), row) in enumerate(zip(points, group, strict=True)):
             ax.scatter([x], [y], s=60, marker="o" if i in front else "x", zorder=3)
-            ax.annotate(f"{row['strategy']} x{row['nproc']}", (x, y), textcoords="offset points", xytext=(5, 5),
+            ax.annotate(case_name(row), (x, y), textcoords="offset points", xytext=(5, 5),
                         fontsize=8)
         ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "k--", lw=1, label="Pareto front")
         ax.set_title(f"{model}: memory versus throughput")
@@ -90,7 +97,7 @@ def plot_rank_memory(rows: list[dict[str, Any]], path: Path) -> Path:
             ax.bar(i - 0.4 + width * (rank + 0.5), value / MIB, width, color=f"C{rank % 10}",
                    label=None if rank in labelled else f"rank {rank}")
             labelled.add(rank)
-    ax.set_xticks(range(len(measured)), [f"{r['model']}\n{r['strategy']}" for r in measured], fontsize=8,
+    ax.set_xticks(range(len(measured)), [f"{r['model']}\n{case_name(r)}" for r in measured], fontsize=8,
                   rotation=30, ha="right")
     ax.set_ylabel("peak memory (MiB)")
     ax.set_title("peak memory of every rank")
@@ -102,9 +109,10 @@ def plot_rank_memory(rows: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-_COLUMNS = [("strategy", "strategy"), ("ranks", "world_size"), ("status", "status"), ("peak MiB", "peak_bytes"),
-            ("RSS MiB", "rss_peak_bytes"), ("s/step p50", "step_s_p50"), ("p10", "step_s_p10"),
-            ("p90", "step_s_p90"), ("tokens/s", "tokens_per_s"), ("MFU", "mfu"), ("loss", "loss")]
+_COLUMNS = [("strategy", "strategy"), ("knobs", "knobs"), ("ranks", "world_size"), ("status", "status"),
+            ("peak MiB", "peak_bytes"), ("RSS MiB", "rss_peak_bytes"), ("s/step p50", "step_s_p50"),
+            ("p10", "step_s_p10"), ("p90", "step_s_p90"), ("tokens/s", "tokens_per_s"), ("MFU", "mfu"),
+            ("loss", "loss")]
 
 
 def _cell(column: str, value: Any) -> str:
@@ -131,7 +139,8 @@ def write_html(rows: list[dict[str, Any]], out: Path, images: list[Path]) -> Pat
                      f"seq {first.get('seq_len')} per data-parallel rank</p><table><tr>")
         parts += [f"<th>{html.escape(title)}</th>" for title, _ in _COLUMNS] + ["</tr>"]
         for row in group:
-            cells = "".join(f"<td>{html.escape(_cell(col, row.get(col)))}</td>" for _, col in _COLUMNS)
+            values = {**row, "knobs": knob_label(row)}
+            cells = "".join(f"<td>{html.escape(_cell(col, values.get(col)))}</td>" for _, col in _COLUMNS)
             parts.append(f"<tr>{cells}</tr>")
         parts.append("</table>")
     parts += [f"<p><img src='{image.name}' alt='{image.stem}'></p>" for image in images]

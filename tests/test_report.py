@@ -56,3 +56,13 @@ def test_report_command_prints_tables_per_model(tmp_path: Path) -> None:
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert "tiny: newest record of each case" in out.stdout and (tmp_path / "r" / "index.html").exists()
+
+
+def test_cases_that_differ_in_knobs_stay_apart_and_say_which() -> None:
+    from harness.plots import case_name, latest
+    from harness.spec import RunSpec
+
+    base = {**RunSpec(strategy="ddp", nproc=2).__dict__, "status": "ok", "device_name": "cpu", "utc_time": "t"}
+    lora = {**base, "lora_rank": 8}
+    assert latest([base, lora]) == [base, lora]
+    assert (case_name(base), case_name(lora)) == ("ddp x2", "ddp x2 [lora r8 q,v]")
