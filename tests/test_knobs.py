@@ -173,3 +173,37 @@ def test_lora_saves_at_least_the_adamw_state_of_the_frozen_params() -> None:
     full, lora = _peak(base), _peak(base.with_(lora_rank=8))
     frozen = get_config("125m").param_count()
     assert full - lora >= 8 * frozen, ((full - lora) / MIB, 8 * frozen / MIB)
+
+
+def _render(table: object) -> str:
+    from rich.console import Console
+
+    console = Console(width=250, record=True)
+    console.print(table)
+    return console.export_text()
+
+
+def test_levers_table_shows_each_change_against_the_row_before() -> None:
+    from harness.knob_tables import levers_table
+
+    rows = [{**RunSpec(model="125m").__dict__, "status": "ok", "peak_bytes": 1000 * MIB, "tokens_per_s": 100.0,
+             "trainable_params": 10, "loss": 1.0},
+            {**RunSpec(model="125m", activation_checkpointing="full").__dict__, "status": "oom", "peak_bytes": None,
+             "tokens_per_s": None, "trainable_params": None, "loss": None},
+            {**RunSpec(model="125m", lora_rank=8).__dict__, "status": "ok", "peak_bytes": 750 * MIB,
+             "tokens_per_s": 110.0, "trainable_params": 2, "loss": 1.0}]
+    text = _render(levers_table(rows))
+    assert "none (fp32, full fine-tuning, AdamW)" in text and "oom" in text
+    assert "-25.0%" in text and "+10.0%" in text  # the LoRA row against the last row that ran
+
+
+def test_lora_ranks_table_is_rank_across_batch_down() -> None:
+    from harness.knob_tables import lora_ranks_table
+
+    rows = [{**RunSpec(lora_rank=r, batch_size=b).__dict__, "status": "ok" if b < 8 else "oom",
+             "peak_bytes": (100 + r + b) * MIB if b < 8 else None} for b in (2, 8) for r in (2, 4)]
+    lines = [line for line in _render(lora_ranks_table(rows)).splitlines() if line.strip()]
+    header = next(line for line in lines if "batch \\ rank" in line)
+    assert header.index("r=2") < header.index("r=4")
+    assert "104.0" in next(line for line in lines if line.strip("│ ").startswith("2 "))
+    assert next(line for line in lines if line.strip("│ ").startswith("8 ")).count("oom") == 2
