@@ -66,14 +66,29 @@ def test_knob_label_lists_what_moved_off_its_default() -> None:
     assert knob_label(spec.__dict__) == "bf16, ckpt 1/3, lora r8 q,v, nf4, adamw8bit, accum 2"
 
 
-def test_levers_preset_adds_one_lever_per_row() -> None:
-    labels = [knob_label(s.__dict__) for s in plan("levers", RunSpec(), models=("tiny",))]
+def test_levers_preset_adds_one_lever_per_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    labels = [knob_label(s.__dict__) for s in plan("levers", RunSpec(), exact=True, models=("tiny",))]
     assert labels == ["-", "bf16", "bf16, ckpt full", "bf16, ckpt full, lora r8 q,v",
                       "bf16, ckpt full, lora r8 q,v, adamw8bit", "bf16, ckpt full, lora r8 q,v, nf4, adamw8bit"]
+    monkeypatch.setattr("harness.knobs.fast_16bit_cpu", lambda: True)
+    assert len(plan("levers", RunSpec(device="cpu"), models=("tiny",))) == 6
+
+
+def test_on_a_cpu_without_fast_bf16_the_levers_run_in_fp32_and_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.sweep import plan_note
+
+    monkeypatch.setattr("harness.knobs.fast_16bit_cpu", lambda: False)
+    specs = plan("levers", RunSpec(device="cpu"), models=("tiny",))
+    assert [knob_label(s.__dict__) for s in specs] == [
+        "-", "ckpt full", "ckpt full, lora r8 q,v", "ckpt full, lora r8 q,v, adamw8bit",
+        "ckpt full, lora r8 q,v, nf4, adamw8bit"]  # the bf16 row is the fp32 row now: run once
+    note = plan_note("levers", RunSpec(device="cpu"))
+    assert note is not None and "dtype fp32 in every row" in note and "--exact-preset" in note
+    assert plan_note("smoke", RunSpec(device="cpu")) is None
 
 
 def test_lora_ranks_preset_is_ranks_by_batches_and_flags_replace_its_values() -> None:
-    specs = plan("lora-ranks", RunSpec(), models=("tiny",))
+    specs = plan("lora-ranks", RunSpec(), exact=True, models=("tiny",))
     assert sorted({(s.lora_rank, s.batch_size) for s in specs}) == [
         (r, b) for r in (2, 4, 8) for b in (2, 4, 8, 12)]
     assert {s.quant for s in specs} == {"nf4"}
