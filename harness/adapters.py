@@ -66,7 +66,7 @@ def add_adapters(model: nn.Module, spec: RunSpec) -> nn.Module:
     return model
 
 
-def quantize_and_adapt(model: nn.Module, spec: RunSpec, device: torch.device, seed: int) -> nn.Module:
+def quantize_and_adapt(model: nn.Module, spec: RunSpec, device: torch.device) -> nn.Module:
     """For a materialized model: replace every block projection with a bitsandbytes int8/NF4 layer holding
     the same (frozen) weights, then add LoRA adapters initialized like `materialize` would."""
     if spec.quant == "none":
@@ -85,7 +85,7 @@ def quantize_and_adapt(model: nn.Module, spec: RunSpec, device: torch.device, se
     with torch.no_grad():
         for name, param in model.named_parameters():
             if is_adapter(name):
-                param.data = init_value(canonical_name(name), param.shape, seed, device).to(param.dtype)
+                param.data = init_value(canonical_name(name), param.shape, spec.seed, device).to(param.dtype)
     return model
 
 

@@ -27,7 +27,7 @@ class DDP(Strategy):
              spec: RunSpec) -> Prepared:
         model = add_adapters(model, spec)
         materialize(model, world.device, spec.seed)  # DDP needs real storage to broadcast and bucket
-        model = quantize_and_adapt(model, spec, world.device, spec.seed)
+        model = quantize_and_adapt(model, spec, world.device)
         apply_checkpointing(model, spec)
         ddp = DistributedDataParallel(model, device_ids=[world.local_rank] if world.is_cuda else None)
         optimizer = make_optimizer(ddp.parameters())

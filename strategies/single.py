@@ -35,7 +35,7 @@ class Single(Strategy):
              spec: RunSpec) -> Prepared:
         model = add_adapters(model, spec)  # LoRA without quantization: on meta, before materializing
         materialize(model, world.device, spec.seed)
-        model = quantize_and_adapt(model, spec, world.device, spec.seed)  # int8/NF4 base + LoRA
+        model = quantize_and_adapt(model, spec, world.device)  # int8/NF4 base + LoRA
         apply_checkpointing(model, spec)
         optimizer = make_optimizer(model.parameters())
         return Prepared(model, optimizer, make_step(model, optimizer, spec, world.device))
