@@ -1,0 +1,108 @@
+"""FSDP1 (`FullyShardedDataParallel`) variants, for comparison with FSDP2: full shard, shard-grad-op, hybrid
+shard on an explicit 2D device mesh, and CPU offload (CUDA only).
+
+Each transformer block is its own FSDP unit (ModuleWrapPolicy), the root holds the rest, `use_orig_params`
+keeps parameter names and allows frozen (LoRA) parameters.  The model is materialized before wrapping: every
+rank fills the same values, so no broadcast is needed, and FSDP then keeps only its shard.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from harness.adapters import add_adapters, apply_checkpointing
+from harness.training import AUTOCAST
+from harness.zoo import Block, materialize
+from strategies import register
+from strategies.base import ALL_KNOBS, Layout, OptimizerFactory, Prepared, Strategy, make_step, require_world
+from strategies.fsdp import DTENSOR_LIMITS
+
+if TYPE_CHECKING:
+    from harness.spec import RunSpec
+    from harness.world import World
+
+FLAT_LIMITS = {
+    "quant": DTENSOR_LIMITS["quant"].replace("as DTensors", "into FSDP1's flat parameters"),
+    "optimizer=adafactor": "FSDP1 hands the optimizer 1-D views of its flat shards, so Adafactor's factored "
+                           "second moment is not the one a whole matrix gets; use single, ddp",
+}
+
+
+@register("fsdp1_full_shard", "FSDP1: flat params, grads and optimizer state sharded; resharded after forward",
+          sharding="FULL_SHARD")
+@register("fsdp1_shard_grad_op", "FSDP1: like full_shard but params stay gathered from forward to backward",
+          sharding="SHARD_GRAD_OP")
+@register("fsdp1_hybrid_shard", "FSDP1 HSDP on an explicit 2D mesh: shard within a group, replicate across "
+          "--dp-replicate groups", sharding="HYBRID_SHARD")
+@register("fsdp1_offload", "FSDP1 full shard with params (and their grads) offloaded to CPU memory; CUDA only",
+          sharding="FULL_SHARD", offload=True)
+class FSDP1(Strategy):
+    knobs = ALL_KNOBS - {"quant"}
+    why_not = FLAT_LIMITS
+
+    def __init__(self, name: str, description: str = "", sharding: str = "FULL_SHARD",
+                 offload: bool = False) -> None:
+        super().__init__(name, description)
+        self.sharding = sharding
+        self.offload = offload
+        self.shards = "flat params, grads, optimizer state" + (
+            " within each replica group" if sharding == "HYBRID_SHARD" else "") + (
+            " (params in CPU memory)" if offload else "")
+
+    def check(self, spec: RunSpec) -> None:
+        from harness.spec import SpecError, Unsupported
+
+        if self.offload and spec.device != "cuda":
+            raise Unsupported(f"{self.name} on {spec.device}: FSDP1's CPUOffload pins host memory, which needs an "
+                              "accelerator; fsdp_offload (FSDP2) runs on CPU")
+        if self.sharding == "HYBRID_SHARD":
+            require_world(spec, self.name, minimum=2)
+            replicate = self.layout(spec).dp_replicate
+            if spec.nproc % replicate:
+                divisors = ", ".join(str(d) for d in range(2, spec.nproc + 1) if spec.nproc % d == 0)
+                raise SpecError("dp_replicate", f"{replicate} does not divide {spec.nproc} ranks", divisors)
+            if spec.nproc // replicate < 2:
+                raise Unsupported(f"{self.name} with {replicate} replica groups of 1 rank: FSDP1's HYBRID_SHARD "
+                                  "never all-reduces across replicas when a shard group has one rank (measured: "
+                                  "the replicas drift apart); use 4+ ranks with 2+ per group, or ddp")
+
+    def layout(self, spec: RunSpec) -> Layout:
+        if self.sharding != "HYBRID_SHARD":
+            return Layout(dp_shard=spec.nproc)
+        replicate = spec.dp_replicate or 2
+        return Layout(dp_replicate=replicate, dp_shard=max(spec.nproc // replicate, 1))
+
+    def wrap(self, model: nn.Module, make_optimizer: OptimizerFactory, world: World,
+             spec: RunSpec) -> Prepared:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        model = add_adapters(model, spec)
+        materialize(model, world.device, spec.seed)
+        apply_checkpointing(model, spec)
+        fsdp = FullyShardedDataParallel(model, **self.fsdp_kwargs(world, spec))
+        optimizer = make_optimizer(fsdp.parameters())
+        step = make_step(fsdp, optimizer, spec, world.device, autocast=False, sharded_grads=True)
+        return Prepared(fsdp, optimizer, step)
+
+    def fsdp_kwargs(self, world: World, spec: RunSpec) -> dict[str, Any]:
+        from torch.distributed.fsdp import CPUOffload, MixedPrecision, ShardingStrategy
+        from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+
+        kwargs: dict[str, Any] = {
+            "auto_wrap_policy": ModuleWrapPolicy({Block}), "use_orig_params": True,
+            "sharding_strategy": ShardingStrategy[self.sharding],
+            # on CPU FSDP1 only runs with an explicit CPU device_id (PLATFORM.md)
+            "device_id": world.device if world.is_cuda else torch.device("cpu"),
+        }
+        if spec.dtype in AUTOCAST:  # 16-bit gather and compute, fp32 gradient reduction, fp32 sharded masters
+            kwargs["mixed_precision"] = MixedPrecision(param_dtype=AUTOCAST[spec.dtype], reduce_dtype=torch.float32)
+        if self.sharding == "HYBRID_SHARD":  # the default grouping never syncs replicas on gloo (PLATFORM.md)
+            layout = self.layout(spec)
+            kwargs["device_mesh"] = world.mesh((layout.dp_replicate, layout.dp_shard),
+                                               ("dp_replicate", "dp_shard"))
+        if self.offload:
+            kwargs["cpu_offload"] = CPUOffload(offload_params=True)
+        return kwargs
