@@ -29,6 +29,23 @@ if TYPE_CHECKING:
     from harness.world import World
 
 
+def hybrid_layout(spec: RunSpec) -> Layout:
+    """--dp-replicate replica groups (default 2) of nproc / replicate shards each (FSDP2 and FSDP1 HSDP)."""
+    replicate = spec.dp_replicate or 2
+    return Layout(dp_replicate=replicate, dp_shard=max(spec.nproc // replicate, 1))
+
+
+def check_hybrid(name: str, spec: RunSpec) -> None:
+    """Hybrid sharding needs 2+ ranks, and the replica groups must divide them."""
+    from harness.spec import SpecError
+
+    require_world(spec, name, minimum=2)
+    replicate = hybrid_layout(spec).dp_replicate
+    if replicate < 1 or spec.nproc % replicate:
+        divisors = ", ".join(str(d) for d in range(2, spec.nproc + 1) if spec.nproc % d == 0)
+        raise SpecError("dp_replicate", f"{replicate} does not divide {spec.nproc} ranks", divisors)
+
+
 def check_dtensor_combinations(name: str, spec: RunSpec) -> None:
     """Knob combinations DTensor parameters cannot take (single knobs are in DTENSOR_LIMITS)."""
     from harness.spec import Unsupported
@@ -65,21 +82,11 @@ class FSDP(Strategy):
         check_dtensor_combinations(self.name, spec)
 
     def check(self, spec: RunSpec) -> None:
-        if not self.hybrid:
-            return
-        from harness.spec import SpecError
-
-        require_world(spec, self.name, minimum=2)
-        replicate = self.layout(spec).dp_replicate
-        if replicate < 1 or spec.nproc % replicate:
-            divisors = ", ".join(str(d) for d in range(2, spec.nproc + 1) if spec.nproc % d == 0)
-            raise SpecError("dp_replicate", f"{replicate} does not divide {spec.nproc} ranks", divisors)
+        if self.hybrid:
+            check_hybrid(self.name, spec)
 
     def layout(self, spec: RunSpec) -> Layout:
-        if not self.hybrid:
-            return Layout(dp_shard=spec.nproc)
-        replicate = spec.dp_replicate or 2
-        return Layout(dp_replicate=replicate, dp_shard=max(spec.nproc // replicate, 1))
+        return hybrid_layout(spec) if self.hybrid else Layout(dp_shard=spec.nproc)
 
     def wrap(self, model: nn.Module, make_optimizer: OptimizerFactory, world: World,
              spec: RunSpec) -> Prepared:

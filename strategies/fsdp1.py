@@ -17,8 +17,8 @@ from harness.adapters import add_adapters, apply_checkpointing
 from harness.training import AUTOCAST
 from harness.zoo import Block, materialize
 from strategies import register
-from strategies.base import ALL_KNOBS, Layout, OptimizerFactory, Prepared, Strategy, make_step, require_world
-from strategies.fsdp import DTENSOR_LIMITS
+from strategies.base import ALL_KNOBS, Layout, OptimizerFactory, Prepared, Strategy, make_step
+from strategies.fsdp import DTENSOR_LIMITS, check_hybrid, hybrid_layout
 
 if TYPE_CHECKING:
     from harness.spec import RunSpec
@@ -53,27 +53,21 @@ class FSDP1(Strategy):
             " (params in CPU memory)" if offload else "")
 
     def check(self, spec: RunSpec) -> None:
-        from harness.spec import SpecError, Unsupported
+        from harness.spec import Unsupported
 
         if self.offload and spec.device != "cuda":
             raise Unsupported(f"{self.name} on {spec.device}: FSDP1's CPUOffload pins host memory, which needs an "
                               "accelerator; fsdp_offload (FSDP2) runs on CPU")
         if self.sharding == "HYBRID_SHARD":
-            require_world(spec, self.name, minimum=2)
-            replicate = self.layout(spec).dp_replicate
-            if spec.nproc % replicate:
-                divisors = ", ".join(str(d) for d in range(2, spec.nproc + 1) if spec.nproc % d == 0)
-                raise SpecError("dp_replicate", f"{replicate} does not divide {spec.nproc} ranks", divisors)
+            check_hybrid(self.name, spec)
+            replicate = hybrid_layout(spec).dp_replicate
             if spec.nproc // replicate < 2:
                 raise Unsupported(f"{self.name} with {replicate} replica groups of 1 rank: FSDP1's HYBRID_SHARD "
                                   "never all-reduces across replicas when a shard group has one rank (measured: "
                                   "the replicas drift apart); use 4+ ranks with 2+ per group, or ddp")
 
     def layout(self, spec: RunSpec) -> Layout:
-        if self.sharding != "HYBRID_SHARD":
-            return Layout(dp_shard=spec.nproc)
-        replicate = spec.dp_replicate or 2
-        return Layout(dp_replicate=replicate, dp_shard=max(spec.nproc // replicate, 1))
+        return hybrid_layout(spec) if self.sharding == "HYBRID_SHARD" else Layout(dp_shard=spec.nproc)
 
     def wrap(self, model: nn.Module, make_optimizer: OptimizerFactory, world: World,
              spec: RunSpec) -> Prepared:
