@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 from rich.table import Table
 
+from harness.nodes import add_node_flags, rendezvous_from
 from harness.report import console
 from harness.spec import RunSpec, SpecError, Unsupported
 
@@ -60,6 +61,7 @@ def _spec_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
     p.add_argument("--store", type=Path, default=None, help="results folder (default ./spacetime-results "
                    "or $SPACETIME_STORE)")
     p.add_argument("--no-store", action="store_true", help="do not write records")
+    add_node_flags(p)
 
 
 def _knob_flags(p: argparse.ArgumentParser, d: RunSpec, sweep: bool) -> None:
@@ -143,22 +145,23 @@ def _spec_fields(args: argparse.Namespace, model: str | None = None) -> dict[str
 def cmd_run(args: argparse.Namespace) -> int:
     from harness import store
     from harness.launch import launch
-    from harness.record import failed
+    from harness.record import FOLLOWER, failed
     from harness.report import print_records
 
     spec = RunSpec(**_spec_fields(args))
+    rdzv = rendezvous_from(args)
     try:
         spec = spec.validate()
-        record = launch(spec)
+        record = launch(spec, rdzv)
     except Unsupported as why:
         record = failed(spec, "unsupported", str(why))
-    if not args.no_store:
+    if not args.no_store and record.status != FOLLOWER:
         store.append([record], args.store)
     if args.json:
         print(json.dumps(record.to_row()))
     else:
         print_records([record.to_row()])
-    return 0 if record.status == "ok" else 1
+    return 0 if record.status in ("ok", FOLLOWER) else 1
 
 
 def _names(text: str | None) -> tuple[str, ...] | None:
@@ -187,7 +190,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if note:
         print(note, file=sys.stderr)
     store_path = None if args.no_store else (args.store or default_store())
-    records = run_sweep(specs, store_path, show_progress=sys.stderr.isatty())
+    records = run_sweep(specs, store_path, show_progress=sys.stderr.isatty(), rdzv=rendezvous_from(args))
     rows = [r.to_row() for r in records]
     print_records(rows, title=f"spacetime sweep --preset {args.preset}")
     extra = TABLES.get(PRESETS[args.preset].table)

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.cpu_memory import counting_allocator
-from harness.record import Record, failed, from_result
+from harness.nodes import NODE_RANK_ENV, Rendezvous
+from harness.record import FOLLOWER, Record, failed, from_result
 from harness.spec import RunSpec
+from strategies import get_strategy
 
 TAIL_LINES = 25
 _OOM_MARKERS = ("OutOfMemoryError", "CUDA out of memory", "DefaultCPUAllocator: can't allocate memory",
@@ -26,15 +28,23 @@ _OOM_MARKERS = ("OutOfMemoryError", "CUDA out of memory", "DefaultCPUAllocator: 
 _NOISE = ("USDT:", "Setting OMP_NUM_THREADS", "*****")
 
 
-def torchrun_command(spec: RunSpec, out: Path, logs: Path) -> list[str]:
+def torchrun_command(spec: RunSpec, out: Path, logs: Path, rdzv: Rendezvous | None = None) -> list[str]:
     """torchrun with each rank's stdout/stderr in its own file under `logs` (to find the root cause)."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc-per-node={spec.nproc}", f"--log-dir={logs}", "--redirects=3",
+    if spec.nnodes > 1:
+        if rdzv is None:
+            raise ValueError("a run on several nodes needs a Rendezvous")
+        hosts = [f"--nnodes={spec.nnodes}", f"--node-rank={rdzv.node_rank}", "--rdzv-backend=c10d",
+                 f"--rdzv-endpoint={rdzv.endpoint}", f"--rdzv-id={rdzv.run_id}"]
+    else:
+        hosts = ["--standalone"]
+    return [sys.executable, "-m", "torch.distributed.run", *hosts,
+            f"--nproc-per-node={spec.nproc // spec.nnodes}", f"--log-dir={logs}", "--redirects=3",
             "-m", "harness.worker", "--spec", spec.to_json(), "--out", str(out)]
 
 
-def _env() -> dict[str, str]:
+def _env(node_rank: int = 0) -> dict[str, str]:
     env = dict(os.environ)
+    env[NODE_RANK_ENV] = str(node_rank)  # c10d numbers hosts in its own order; the worker on node 0 writes
     project_root = str(Path(__file__).resolve().parent.parent)  # workers import harness/strategies
     env["PYTHONPATH"] = os.pathsep.join(p for p in (project_root, env.get("PYTHONPATH", "")) if p)
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -87,10 +97,10 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def _run(cmd: list[str], log: Path, timeout_s: float) -> int | None:
+def _run(cmd: list[str], log: Path, timeout_s: float, node_rank: int = 0) -> int | None:
     """Run cmd in its own process group with output to `log`; None on timeout (torchrun and ranks killed)."""
     with log.open("w") as sink:
-        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=_env(),
+        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=_env(node_rank),
                                 start_new_session=True)
         try:
             return proc.wait(timeout=timeout_s)
@@ -106,20 +116,31 @@ def _run(cmd: list[str], log: Path, timeout_s: float) -> int | None:
             return None
 
 
-def launch(spec: RunSpec) -> Record:
-    """Run a validated spec; always returns a Record."""
+def launch(spec: RunSpec, rdzv: Rendezvous | None = None) -> Record:
+    """Run a validated spec; always returns a Record.  On a node other than 0 of a multi-node run the
+    record's status is `follower` when this node's ranks finished: node 0 holds the figures."""
     start = time.perf_counter()
     if spec.device == "cpu":  # build the CPU memory counter here, once, not in every rank under the timeout
         try:
             counting_allocator()
         except Exception as why:  # no compiler, no headers: a result, not a crashed sweep
             return failed(spec, "error", f"building the CPU allocation counter failed: {why}")
+    try:
+        get_strategy(spec.strategy).prepare_host(spec)
+    except Exception as why:  # e.g. DeepSpeed's ops do not compile here
+        return failed(spec, "error", f"preparing {spec.strategy} on this host failed: {why}")
     with tempfile.TemporaryDirectory(prefix="spacetime-") as tmp:
         out, log, logs = Path(tmp) / "result.json", Path(tmp) / "output.log", Path(tmp) / "ranks"
-        returncode = _run(torchrun_command(spec, out, logs), log, spec.timeout_s)
+        node_rank = rdzv.node_rank if rdzv and spec.nnodes > 1 else 0
+        returncode = _run(torchrun_command(spec, out, logs, rdzv), log, spec.timeout_s, node_rank)
         wall = time.perf_counter() - start
+        if returncode == 0 and node_rank > 0:
+            return failed(spec, FOLLOWER, f"node {node_rank} of {spec.nnodes} finished; node 0 keeps the "
+                          "record", wall)
         if returncode == 0 and out.exists():
             result: dict[str, Any] = json.loads(out.read_text())
+            if "unsupported" in result:  # the strategy found out on the ranks (e.g. a wrapper swapped)
+                return failed(spec, "unsupported", result["unsupported"], wall)
             return from_result(spec, result, wall)
         text = log.read_text(errors="replace")
         ranks_text = "\n".join(p.read_text(errors="replace") for p in sorted(logs.glob("**/stderr.log")))

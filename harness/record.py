@@ -15,8 +15,9 @@ from harness.measure import peak_flops, percentile
 from harness.spec import RunSpec
 from harness.zoo import config_for
 
-SCHEMA_VERSION = 2  # 2: memory knob columns, trainable_params, optimizer_class
+SCHEMA_VERSION = 3  # 2: memory knob columns, trainable_params, optimizer_class; 3: nnodes
 STATUSES = ("ok", "oom", "timeout", "error", "unsupported")
+FOLLOWER = "follower"  # a non-zero node of a multi-node run finished its part; never stored
 
 
 @dataclass

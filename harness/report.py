@@ -26,11 +26,12 @@ def _step(row: dict[str, Any]) -> str:
 
 
 def _layout(row: dict[str, Any]) -> str:
+    hosts = f" on {row['nnodes']} hosts" if (row.get("nnodes") or 1) > 1 else ""
     if row.get("mesh_tp") is None:
-        return str(row.get("world_size", "-"))
+        return str(row.get("world_size", "-")) + hosts
     dp = f"{row['mesh_dp_replicate']}x{row['mesh_dp_shard']}" if row["mesh_dp_replicate"] > 1 else str(
         row["mesh_dp_shard"])
-    return f"{row['world_size']} (dp {dp}, tp {row['mesh_tp']})"
+    return f"{row['world_size']}{hosts} (dp {dp}, tp {row['mesh_tp']})"
 
 
 def records_table(rows: Iterable[dict[str, Any]], title: str | None = None) -> Table:

@@ -28,7 +28,8 @@ class Unsupported(Exception):
 class RunSpec:
     model: str = "tiny"
     strategy: str = "single"
-    nproc: int = 1
+    nproc: int = 1  # ranks in all (the world size); nproc / nnodes on each host
+    nnodes: int = 1  # hosts joined through torchrun's c10d rendezvous (launch.Rendezvous)
     steps: int = 8  # timed steps
     warmup: int = 2  # untimed steps before the memory steps (optimizer state exists after the first)
     memory_steps: int = 2  # untimed steps under the memory probe; the peak is the largest over them
@@ -82,7 +83,7 @@ class RunSpec:
         names = strategy_names()
         if self.strategy not in names:
             raise SpecError("strategy", f"unknown strategy {self.strategy!r}", ", ".join(names))
-        _positive(self, "nproc", "steps", "memory_steps", "batch_size", "seq_len", "timeout_s")
+        _positive(self, "nproc", "nnodes", "steps", "memory_steps", "batch_size", "seq_len", "timeout_s")
         _non_negative(self, "warmup", "seed", "tp", "dp_replicate")
         if self.warmup < 1:
             raise SpecError("warmup", "must be >= 1 so optimizer state exists before memory is measured")
@@ -91,7 +92,10 @@ class RunSpec:
         from harness import knobs
 
         knobs.validate(self)
-        spec = replace(self, device=_resolve_device(self.device, self.nproc))
+        if self.nproc % self.nnodes:
+            raise SpecError("nnodes", f"{self.nnodes} hosts cannot split {self.nproc} ranks evenly",
+                            f"a divisor of --nproc {self.nproc}")
+        spec = replace(self, device=_resolve_device(self.device, self.nproc // self.nnodes))
         strategy = get_strategy(spec.strategy)
         strategy.check(spec)
         strategy.check_knobs(spec)
@@ -113,6 +117,7 @@ def _non_negative(spec: RunSpec, *names: str) -> None:
 
 
 def _resolve_device(device: str, nproc: int) -> str:
+    """`nproc`: the ranks on this host."""
     import torch
 
     if device not in DEVICES:
@@ -124,6 +129,6 @@ def _resolve_device(device: str, nproc: int) -> str:
         if have == 0:
             raise SpecError("device", "cuda requested but this machine has no CUDA device", "auto, cpu")
         if nproc > have:
-            raise SpecError("nproc", f"{nproc} ranks need {nproc} GPUs, this machine has {have}",
+            raise SpecError("nproc", f"{nproc} ranks on this host need {nproc} GPUs, it has {have}",
                             f"1..{have}")
     return device

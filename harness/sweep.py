@@ -11,7 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harness import store
 from harness.launch import launch
-from harness.record import Record, failed
+from harness.nodes import Rendezvous
+from harness.record import FOLLOWER, Record, failed
 from harness.spec import RunSpec, SpecError, Unsupported
 from strategies import get_strategy
 
@@ -27,7 +28,8 @@ def matrix(strategies: Iterable[str], models: Iterable[str], nproc: int, global_
     for model in models:
         for name in strategies:
             ranks = 1 if name == "single" else nproc
-            spec = base.with_(model=model, strategy=name, nproc=ranks)
+            hosts = 1 if name == "single" else base.nnodes
+            spec = base.with_(model=model, strategy=name, nproc=ranks, nnodes=hosts)
             try:
                 dp = get_strategy(name).layout(spec).dp
             except KeyError:
@@ -152,17 +154,22 @@ def validate_all(specs: list[RunSpec]) -> list[RunSpec | Record]:
     return out
 
 
-def run_sweep(specs: list[RunSpec], store_path: Path | None, show_progress: bool = True) -> list[Record]:
-    planned = validate_all(specs)
+def run_sweep(specs: list[RunSpec], store_path: Path | None, show_progress: bool = True,
+              rdzv: Rendezvous | None = None) -> list[Record]:
+    """Launch each valid spec in turn; on several hosts (`rdzv`) every host runs the same plan, the runs on
+    one host (`single`) on node 0 only, and only node 0 stores records."""
+    follower = rdzv is not None and rdzv.node_rank > 0
+    planned = [(i, s) for i, s in enumerate(validate_all(specs))  # i: the run's rendezvous, the same everywhere
+               if not follower or (not isinstance(s, Record) and s.nnodes > 1)]
     records: list[Record] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, disable=not show_progress, transient=True) as progress:
         task = progress.add_task("sweep", total=len(planned))
-        for item in planned:
+        for index, item in planned:
             label = item.spec if isinstance(item, Record) else item
             progress.update(task, description=f"{label.strategy} on {label.model} ({label.nproc} ranks)")
-            record = item if isinstance(item, Record) else launch(item)
-            if store_path is not None:
+            record = item if isinstance(item, Record) else launch(item, rdzv.with_run(index) if rdzv else None)
+            if store_path is not None and record.status != FOLLOWER:
                 store.append([record], store_path)
             records.append(record)
             progress.advance(task)

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,7 +19,8 @@ from torch import nn
 
 from harness.adapters import param_dtype
 from harness.measure import device_name, memory_probe, reset_rss_peak, rss_peak_bytes, synchronize, time_steps
-from harness.spec import RunSpec
+from harness.nodes import NODE_RANK_ENV
+from harness.spec import RunSpec, Unsupported
 from harness.training import make_optimizer_factory
 from harness.world import World, close_world, init_world
 from harness.zoo import build_model, config_for
@@ -51,7 +53,7 @@ def param_digest(model: nn.Module) -> tuple[int, float]:
 
     nbytes, digest = 0, 0.0
     for p in model.parameters():
-        local = p.to_local() if isinstance(p, DTensor) else p
+        local = p.to_local() if isinstance(p, DTensor) else getattr(p, "ds_tensor", p)  # ZeRO-3: the partition
         nbytes += local.numel() * local.element_size()
         digest += float(local.detach().double().pow(2).sum())
     return nbytes, digest
@@ -85,9 +87,16 @@ def run_rank(spec: RunSpec, world: World) -> dict[str, Any]:
     nbytes, digest = param_digest(prepared.model)
     return {"rank": world.rank, **memory, "rss_peak_bytes": rss_peak_bytes(), "step_s": durations,
             "param_bytes": nbytes, "param_digest": digest,
-            "trainable_params": sum(p.numel() for p in prepared.model.parameters() if p.requires_grad),
+            "trainable_params": sum(getattr(p, "ds_numel", p.numel())  # ZeRO-3 params are empty between uses
+                                    for p in prepared.model.parameters() if p.requires_grad),
             "optimizer_class": _qualname(prepared.optimizer),
             "loss": float(mean_loss) / world.world_size}
+
+
+def _writes_result(world: World) -> bool:
+    """The first rank on node 0, where the launcher that keeps the record waits (the c10d rendezvous may
+    give global rank 0 to a process on another host)."""
+    return world.local_rank == 0 and os.environ.get(NODE_RANK_ENV, "0") == "0"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,10 +108,15 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(spec.seed)
     world = init_world(spec.device)
     try:
-        mine = run_rank(spec, world)
+        try:
+            mine = run_rank(spec, world)
+        except Unsupported as why:  # found only at run time (every rank finds it): a result, not a crash
+            if _writes_result(world):
+                Path(args.out).write_text(json.dumps({"unsupported": str(why)}))
+            return 0
         ranks: list[Any] = [None] * world.world_size
         dist.all_gather_object(ranks, mine)
-        if world.rank == 0:
+        if _writes_result(world):
             layout = get_strategy(spec.strategy).layout(spec)
             result = {"ranks": ranks, "device_name": device_name(world.device), "backend": world.backend,
                       "torch_version": torch.__version__, "cuda_version": torch.version.cuda,

@@ -14,7 +14,8 @@ __all__ = ["Batch", "Layout", "OptimizerFactory", "Prepared", "Strategy", "make_
            "get_strategy", "list_strategies", "strategy_names", "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "spacetime.strategies"
-_BUILTINS = ("strategies.single", "strategies.ddp", "strategies.fsdp", "strategies.tp", "strategies.fsdp1")
+_BUILTINS = ("strategies.single", "strategies.ddp", "strategies.fsdp", "strategies.tp", "strategies.fsdp1",
+             "strategies.deepspeed", "strategies.accelerate")
 _REGISTRY: dict[str, Strategy] = {}
 _loaded = False
 

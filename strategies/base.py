@@ -81,6 +81,10 @@ class Strategy:
             if reason:
                 raise Unsupported(f"{self.name} with {KNOB_FLAGS[knob]} {value}: {reason}")
 
+    def prepare_host(self, spec: RunSpec) -> None:
+        """Run once in the launcher before torchrun starts: slow one-off work (building C++ ops) that should
+        neither count against the run's timeout nor be done by every rank at once."""
+
     def layout(self, spec: RunSpec) -> Layout:
         return Layout(dp_shard=spec.nproc)
 

@@ -24,6 +24,11 @@ BAD_INPUT = [
     ["sweep", "--preset", "nope"],
     ["sweep", "--strategies", "single,nope"],
     ["sweep", "--global-batch", "3"],
+    ["run", "--strategy", "ddp", "--nproc", "2", "--nnodes", "2"],  # no --rdzv-endpoint
+    ["run", "--strategy", "ddp", "--nproc", "2", "--nnodes", "2", "--rdzv-endpoint", "node0"],
+    ["run", "--strategy", "ddp", "--nproc", "2", "--nnodes", "2", "--rdzv-endpoint", "h:1", "--node-rank", "2"],
+    ["run", "--strategy", "ddp", "--nproc", "3", "--nnodes", "2", "--rdzv-endpoint", "h:1"],
+    ["run", "--strategy", "ddp", "--nproc", "2", "--node-rank", "1"],
     ["bogus-command"],
 ]
 

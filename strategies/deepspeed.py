@@ -1,0 +1,177 @@
+"""DeepSpeed ZeRO stages 1-3, with optimizer (and parameter) offload to CPU memory.
+
+The DeepSpeed config is built from the RunSpec (`ds_config`): batch and gradient accumulation, precision,
+ZeRO stage and offload, and the optimizer, so no JSON is edited by hand.  The engine owns backward (it
+scales by 1/grad_accum) and the optimizer step (taken at the accumulation boundary).  Activation
+checkpointing and LoRA adapters are applied to the model before `deepspeed.initialize`, as for the other
+strategies; the optimizer is DeepSpeed's own from the config (FusedAdam, or DeepSpeedCPUAdam with offload),
+so the measured path is the one DeepSpeed users run.  DeepSpeed compiles its C++ ops on first use into
+$TORCH_EXTENSIONS_DIR (minutes): keep that directory between runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from harness.adapters import add_adapters, apply_checkpointing
+from harness.training import loss_fn
+from harness.zoo import config_for, materialize
+from strategies import register
+from strategies.base import ALL_KNOBS, Batch, OptimizerFactory, Prepared, Strategy
+
+if TYPE_CHECKING:
+    from harness.spec import RunSpec
+    from harness.world import World
+
+ZERO_LIMITS = {
+    "quant": "ZeRO flattens and partitions fp32/16-bit parameters; bitsandbytes' packed weights are not "
+             "partitionable; use single, ddp",
+    "dtype=bf16-pure": "DeepSpeed's bf16 keeps fp32 master weights in the optimizer (that is --dtype bf16); "
+                       "pure bf16 training is not a DeepSpeed mode",
+    "optimizer=adamw8bit": "the DeepSpeed config names DeepSpeed's own optimizers; an 8-bit client optimizer "
+                           "would step ZeRO's flat 1-D partitions, not the tensors it quantizes blockwise",
+    "optimizer=adafactor": "Adafactor factors the second moment per matrix, and ZeRO steps flat 1-D "
+                           "partitions; use single, ddp",
+}
+
+
+def ds_config(spec: RunSpec, stage: int, offload_optimizer: bool = False, offload_params: bool = False,
+              dp: int | None = None) -> dict[str, Any]:
+    """The DeepSpeed config for `spec` on `dp` data-parallel ranks (default: spec.nproc)."""
+    dp = spec.nproc if dp is None else dp
+    pin = spec.device == "cuda"  # pinning host memory needs an accelerator
+    # Bucket sizes as the Hugging Face Trainer fills DeepSpeed's "auto" values: DeepSpeed's own defaults
+    # (a 5e8-element reduce bucket, allocated up front) dwarf the states of any model below a few billion.
+    hidden = config_for(spec).dim
+    zero: dict[str, Any] = {"stage": stage, "reduce_bucket_size": hidden * hidden}
+    if stage == 3:
+        zero["stage3_prefetch_bucket_size"] = int(0.9 * hidden * hidden)
+        zero["stage3_param_persistence_threshold"] = 10 * hidden
+        # Release a gathered parameter after use unless it is used again soon, as FSDP's full shard does.
+        # DeepSpeed's defaults (1e9 elements live, reuse distance 1e9) keep every parameter of a model
+        # below a billion gathered from forward to backward, and ZeRO-3 would then save nothing there.
+        zero["stage3_max_live_parameters"] = zero["stage3_max_reuse_distance"] = int(0.9 * hidden * hidden)
+    if offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": pin}
+    if offload_params:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": pin}
+    if spec.optimizer == "sgd":
+        optimizer = {"type": "SGD", "params": {"lr": spec.lr, "momentum": 0.9}}
+    else:
+        optimizer = {"type": "AdamW", "params": {"lr": spec.lr, "betas": [0.9, 0.999], "eps": 1e-8,
+                                                 "weight_decay": 0.0}}
+    return {
+        "train_micro_batch_size_per_gpu": spec.batch_size,
+        "gradient_accumulation_steps": spec.grad_accum,
+        "train_batch_size": spec.batch_size * spec.grad_accum * dp,
+        "bf16": {"enabled": spec.dtype == "bf16"},
+        "fp16": {"enabled": spec.dtype == "fp16", "loss_scale": 0, "initial_scale_power": 16},
+        "zero_optimization": zero,
+        "optimizer": optimizer,
+        # SGD is torch's: let ZeRO-Offload step it on the CPU rather than insist on DeepSpeedCPUAdam
+        "zero_force_ds_cpu_optimizer": spec.optimizer == "adamw",
+        "zero_allow_untested_optimizer": True,
+        "gradient_clipping": 0.0,  # the other strategies do not clip either
+        "steps_per_print": 1 << 30,
+        "wall_clock_breakdown": False,
+    }
+
+
+@register("zero1", "DeepSpeed ZeRO-1: optimizer state partitioned", stage=1)
+@register("zero2", "DeepSpeed ZeRO-2: optimizer state and gradients partitioned", stage=2)
+@register("zero3", "DeepSpeed ZeRO-3: parameters, gradients and optimizer state partitioned", stage=3)
+@register("zero2_offload", "DeepSpeed ZeRO-2 with optimizer state (and its step) offloaded to CPU memory",
+          stage=2, offload_optimizer=True)
+@register("zero3_offload", "DeepSpeed ZeRO-3 with parameters and optimizer state offloaded to CPU memory",
+          stage=3, offload_optimizer=True, offload_params=True)
+class DeepSpeedZero(Strategy):
+    knobs = ALL_KNOBS - {"quant"}
+    why_not = ZERO_LIMITS
+
+    def __init__(self, name: str, description: str = "", stage: int = 1, offload_optimizer: bool = False,
+                 offload_params: bool = False) -> None:
+        super().__init__(name, description)
+        self.stage = stage
+        self.offload_optimizer = offload_optimizer
+        self.offload_params = offload_params
+        parts = ["optimizer state", "grads", "params"][:stage]
+        moved = (" (params and optimizer state in CPU memory)" if offload_params else
+                 " (optimizer state in CPU memory)" if offload_optimizer else "")
+        self.shards = ", ".join(parts) + moved
+
+    def check(self, spec: RunSpec) -> None:
+        from harness.spec import Unsupported
+
+        if importlib.util.find_spec("deepspeed") is None:
+            raise Unsupported(f"{self.name}: deepspeed is not installed (pip install 'spacetime[deepspeed]')")
+        if spec.dtype == "fp16" and spec.device == "cpu" and not _cpu_has_fp16():
+            raise Unsupported(f"{self.name} with --dtype fp16 on this cpu: DeepSpeed's CPU accelerator takes fp16 "
+                              "only where oneDNN has fp16 kernels (AVX-512 FP16 or AMX), and this CPU has none "
+                              "(\"Type fp16 is not supported on your device\"); use --dtype bf16")
+
+    def prepare_host(self, spec: RunSpec) -> None:
+        """Build (or load from $TORCH_EXTENSIONS_DIR) the C++ ops the ranks will load, once, here."""
+        for name in self.op_builders(spec):
+            build_op(name)
+
+    def op_builders(self, spec: RunSpec) -> list[str]:
+        names = ["ShareMemCommBuilder"] if spec.device == "cpu" else []  # DeepSpeed's CPU all-reduce
+        if spec.optimizer == "adamw":
+            names.append("CPUAdamBuilder" if self.offload_optimizer else "FusedAdamBuilder")
+        return names
+
+    def config(self, spec: RunSpec, dp: int | None = None) -> dict[str, Any]:
+        return ds_config(spec, self.stage, self.offload_optimizer, self.offload_params, dp)
+
+    def wrap(self, model: nn.Module, make_optimizer: OptimizerFactory, world: World,
+             spec: RunSpec) -> Prepared:
+        import deepspeed
+
+        logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+        model = add_adapters(model, spec)
+        materialize(model, world.device, spec.seed)  # every rank fills the same values; ZeRO keeps its part
+        apply_checkpointing(model, spec)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=trainable,
+                                               config=self.config(spec, world.world_size),
+                                               dist_init_required=False)
+        return Prepared(engine, engine.basic_optimizer, _engine_step(engine, spec, world.device))
+
+
+def _cpu_has_fp16() -> bool:
+    """DeepSpeed's own test for fp16 on its CPU accelerator."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def build_op(name: str) -> None:
+    """Compile DeepSpeed's op `name` for this machine's accelerator, or load it from the build cache."""
+    from deepspeed.accelerator import get_accelerator
+    from deepspeed.ops import __compatible_ops__
+
+    builder = get_accelerator().create_op_builder(name)
+    if builder is not None and __compatible_ops__.get(builder.NAME, False):
+        builder.load(verbose=False)
+
+
+def _engine_step(engine: Any, spec: RunSpec, device: torch.device) -> Any:
+    accum = spec.grad_accum
+
+    def step(batch: Batch) -> torch.Tensor:
+        inputs, targets = batch
+        total = torch.zeros((), device=device)
+        for x, y in zip(inputs.chunk(accum), targets.chunk(accum), strict=True):
+            loss = loss_fn(engine(x), y)
+            engine.backward(loss)  # scales by 1/grad_accum itself
+            engine.step()  # the optimizer steps at the accumulation boundary only
+            total += loss.detach().float() / accum
+        return total
+
+    return step

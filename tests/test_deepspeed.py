@@ -1,0 +1,108 @@
+"""DeepSpeed ZeRO against the single reference, its config built from the spec, and what it cannot run.
+
+The first DeepSpeed run on a machine compiles its C++ ops (minutes) into $TORCH_EXTENSIONS_DIR; the
+launcher does it once, before torchrun starts, so it never counts against a run's timeout."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from harness.record import Record
+from harness.spec import RunSpec, Unsupported
+from harness.sweep import matrix, run_sweep
+from harness.zoo import config_for
+from strategies import get_strategy
+from strategies.deepspeed import ds_config
+
+BASE = RunSpec(model="tiny", seq_len=16, warmup=1, memory_steps=1, steps=2)
+STAGES = ("zero1", "zero2", "zero3", "zero2_offload", "zero3_offload")
+needs_deepspeed = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None,
+                                     reason="deepspeed is an optional extra: pip install 'spacetime[deepspeed]'")
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, Record]:
+    specs = matrix(("single", *STAGES), ["tiny"], 2, 4, BASE)
+    return {r.spec.strategy: r for r in run_sweep(specs, None, show_progress=False)}
+
+
+@pytest.mark.slow
+@needs_deepspeed
+@pytest.mark.parametrize("name", STAGES)
+def test_zero_loss_matches_single(runs: dict[str, Record], name: str) -> None:
+    assert runs[name].status == "ok", runs[name].error
+    assert runs[name].loss == pytest.approx(runs["single"].loss, rel=1e-4)
+
+
+@pytest.mark.slow
+@needs_deepspeed
+def test_zero3_partitions_parameters_and_zero1_does_not(runs: dict[str, Record]) -> None:
+    whole = runs["single"].param_bytes_per_rank
+    zero1, zero3 = runs["zero1"].param_bytes_per_rank, runs["zero3"].param_bytes_per_rank
+    assert whole is not None and zero1 is not None and zero3 is not None
+    assert zero1 == [whole[0]] * 2
+    assert sum(zero3) == pytest.approx(whole[0], rel=0.01) and max(zero3) < 0.6 * whole[0]
+    assert runs["zero3"].trainable_params == runs["single"].trainable_params  # counted whole, not the partition
+
+
+@pytest.mark.slow
+@needs_deepspeed
+def test_zero_applies_the_knobs_like_single() -> None:
+    """The engine's own accumulation (it scales the loss by 1/grad_accum and steps at the boundary),
+    checkpointing and LoRA adapters under ZeRO-2 and ZeRO-3 give single's loss."""
+    knobs = BASE.with_(grad_accum=2, activation_checkpointing="full", lora_rank=4, lora_targets="all-linear")
+    specs = matrix(("single", "zero2", "zero3"), ["tiny"], 2, 4, knobs)
+    got = {r.spec.strategy: r for r in run_sweep(specs, None, show_progress=False)}
+    for name in ("zero2", "zero3"):
+        assert got[name].status == "ok", got[name].error
+        assert got[name].loss == pytest.approx(got["single"].loss, rel=1e-4)
+        assert got[name].trainable_params == got["single"].trainable_params
+
+
+def test_the_config_is_built_from_the_spec() -> None:
+    spec = BASE.with_(nproc=4, batch_size=2, grad_accum=3, dtype="bf16", optimizer="sgd", lr=0.01)
+    config = ds_config(spec, stage=3, offload_optimizer=True, offload_params=True)
+    assert (config["train_micro_batch_size_per_gpu"], config["gradient_accumulation_steps"],
+            config["train_batch_size"]) == (2, 3, 24)
+    assert config["bf16"] == {"enabled": True} and config["fp16"]["enabled"] is False
+    assert config["optimizer"] == {"type": "SGD", "params": {"lr": 0.01, "momentum": 0.9}}
+    zero = config["zero_optimization"]
+    assert zero["stage"] == 3 and zero["offload_param"] == zero["offload_optimizer"] == {
+        "device": "cpu", "pin_memory": False}  # pinning needs an accelerator
+    hidden = config_for(spec).dim
+    assert zero["reduce_bucket_size"] == hidden * hidden  # as the HF Trainer fills DeepSpeed's "auto"
+    assert zero["stage3_max_live_parameters"] == zero["stage3_max_reuse_distance"] < 1e9  # released after use
+    adamw = ds_config(BASE.with_(nproc=2), stage=1)
+    assert adamw["optimizer"]["type"] == "AdamW" and adamw["optimizer"]["params"]["weight_decay"] == 0.0
+    assert "offload_optimizer" not in adamw["zero_optimization"]
+
+
+def test_each_variant_builds_the_ops_it_loads() -> None:
+    cpu = BASE.with_(nproc=2, device="cpu")
+    assert get_strategy("zero1").op_builders(cpu) == ["ShareMemCommBuilder", "FusedAdamBuilder"]  # type: ignore[attr-defined]
+    assert get_strategy("zero3_offload").op_builders(cpu) == ["ShareMemCommBuilder", "CPUAdamBuilder"]  # type: ignore[attr-defined]
+    assert get_strategy("zero2").op_builders(cpu.with_(optimizer="sgd")) == ["ShareMemCommBuilder"]  # type: ignore[attr-defined]
+
+
+@needs_deepspeed
+@pytest.mark.parametrize(("fields", "reason"), [
+    ({"quant": "nf4", "lora_rank": 8}, "bitsandbytes' packed weights are not partitionable"),
+    ({"dtype": "bf16-pure"}, "keeps fp32 master weights"),
+    ({"optimizer": "adamw8bit"}, "8-bit client optimizer"),
+    ({"optimizer": "adafactor"}, "Adafactor factors the second moment"),
+    ({"dtype": "fp16", "device": "cpu"}, "only where oneDNN has fp16 kernels"),
+])
+def test_what_zero_cannot_run_is_unsupported_with_the_reason(fields: dict[str, object], reason: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("strategies.deepspeed._cpu_has_fp16", lambda: False)  # as on this project's CPUs
+    with pytest.raises(Unsupported, match=reason):
+        BASE.with_(strategy="zero2", nproc=2, **fields).validate()  # type: ignore[arg-type]
+
+
+def test_without_deepspeed_installed_the_record_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else real(name, *a))
+    with pytest.raises(Unsupported, match=r"deepspeed is not installed \(pip install 'spacetime\[deepspeed\]'\)"):
+        BASE.with_(strategy="zero1", nproc=2).validate()
