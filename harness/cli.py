@@ -95,8 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="measure one spec under torchrun")
     _spec_flags(run, sweep=False)
     run.add_argument("--json", action="store_true", help="print the record as one JSON line, last on stdout")
+    run.add_argument("--dry-run", action="store_true", help="validate and print the spec and the framework's "
+                     "config (DeepSpeed's JSON) without launching")
     sweep = sub.add_parser("sweep", help="measure a preset matrix of specs")
-    sweep.add_argument("--preset", default="smoke", help="smoke, memory, gpu, levers or lora-ranks (harness/sweep.py)")
+    sweep.add_argument("--preset", default="smoke", help="smoke, strategies, memory, gpu, levers or lora-ranks "
+                       "(harness/sweep.py)")
     sweep.add_argument("--models", help="comma-separated zoo names (replace the preset's)")
     sweep.add_argument("--strategies", help="comma-separated strategy names (replace the preset's)")
     sweep.add_argument("--nproc", type=_int, default=None, help="ranks for every strategy but single")
@@ -147,11 +150,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.launch import launch
     from harness.record import FOLLOWER, failed
     from harness.report import print_records
+    from strategies import get_strategy
 
     spec = RunSpec(**_spec_fields(args))
     rdzv = rendezvous_from(args)
     try:
         spec = spec.validate()
+        if args.dry_run:  # what would run, launching nothing
+            config = get_strategy(spec.strategy).framework_config(spec)
+            print(json.dumps({"spec": json.loads(spec.to_json()), "framework_config": config}, indent=2))
+            return 0
         record = launch(spec, rdzv)
     except Unsupported as why:
         record = failed(spec, "unsupported", str(why))

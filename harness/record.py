@@ -98,7 +98,17 @@ def failed(spec: RunSpec, status: str, error: str, wall_s: float | None = None) 
     with the same case's earlier records."""
     local = _local_device_name(spec.device)
     return Record(spec=spec, status=status, error=error, world_size=spec.nproc, wall_s=wall_s,
-                  env=environment({"device_name": local} if local else {}))
+                  global_batch=_planned_global_batch(spec), env=environment({"device_name": local} if local else {}))
+
+
+def _planned_global_batch(spec: RunSpec) -> int | None:
+    """The global batch the run was planned with (the strategy's data-parallel degree), if it has one."""
+    from strategies import get_strategy
+
+    try:
+        return spec.batch_size * spec.grad_accum * get_strategy(spec.strategy).layout(spec).dp
+    except Exception:  # an unknown strategy or a layout the spec cannot have: leave it blank
+        return None
 
 
 def _local_device_name(device: str) -> str | None:

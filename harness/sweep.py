@@ -14,7 +14,7 @@ from harness.launch import launch
 from harness.nodes import Rendezvous
 from harness.record import FOLLOWER, Record, failed
 from harness.spec import RunSpec, SpecError, Unsupported
-from strategies import get_strategy
+from strategies import get_strategy, strategy_names
 
 CORE = ("single", "ddp", "fsdp_full_shard", "fsdp_shard_grad_op", "fsdp_hybrid_shard", "fsdp_offload", "tp",
         "fsdp_tp")
@@ -57,6 +57,12 @@ class Preset:
     table: str = "records"  # how the sweep prints: records, levers (deltas row to row) or lora-ranks (pivot)
     # fields replaced when the runs go to a CPU without fast 16-bit GEMMs (unless given as flags)
     slow_cpu_fields: dict[str, Any] | None = None
+    # more (strategies, models) blocks after the main one, on the same settings (dropped by --models and
+    # --strategies); the strategies `ALL` stand for every registered strategy, plugins included
+    also: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
+
+
+ALL: tuple[str, ...] = ()
 
 
 _LEVERS: tuple[dict[str, Any], ...] = (
@@ -79,6 +85,11 @@ PRESETS: dict[str, Preset] = {
                      global_batch=2, seq_len=128, warmup=1, steps=3),
     # the nightly GPU matrix: 1b and 8b (an OOM is a result), 8 ranks unless --nproc says otherwise
     "gpu": Preset(CORE, ("1b", "8b"), nproc=8, global_batch=8, seq_len=2048, warmup=2, steps=10),
+    # every registered strategy on `tiny` (ok, or unsupported with the reason), then the sharding families
+    # side by side on `125m`, where model state dominates: DDP, FSDP2, FSDP1, ZeRO 1/2/3
+    "strategies": Preset(ALL, ("tiny",), nproc=2, global_batch=4, seq_len=64, warmup=1, steps=3,
+                         also=((("ddp", "fsdp_full_shard", "fsdp1_full_shard", "zero1", "zero2", "zero3"),
+                                ("125m",)),)),
     # one model, the memory levers added one at a time: what each saves and what it costs per step
     "levers": Preset(("single",), ("125m",), nproc=1, global_batch=4, seq_len=256, warmup=1, steps=2,
                      variants=_LEVERS, cuda_models=("8b",), table="levers", slow_cpu_fields={"dtype": "fp32"}),
@@ -98,6 +109,18 @@ def plan(name: str, base: RunSpec, exact: bool = False, **overrides: Any) -> lis
     models = p.models
     if p.cuda_models and overrides.get("models") is None and _runs_on_cuda(base):
         models = p.cuda_models
+    blocks = [(p.strategies, models)]
+    if overrides.get("models") is None and overrides.get("strategies") is None:
+        blocks += list(p.also)
+    specs: list[RunSpec] = []
+    for strategies, block_models in blocks:
+        block = replace(p, strategies=strategies or tuple(strategy_names()), models=block_models)
+        specs += [spec for spec in _plan_block(block, base, exact) if spec not in specs]
+    return specs
+
+
+def _plan_block(p: Preset, base: RunSpec, exact: bool) -> list[RunSpec]:
+    models = p.models
     base = base.with_(seq_len=p.seq_len, warmup=p.warmup, steps=p.steps)
     # A flag given on the command line replaces the preset's value wherever a variant sets that field; a
     # variant that leaves a field others set gets the field's default (levers: no LoRA before the LoRA row).

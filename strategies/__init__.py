@@ -47,6 +47,11 @@ def _load() -> None:
     _loaded = True
     for module in _BUILTINS:
         importlib.import_module(module)
+    # A module imported before this (a test, a script) registered early: list built-ins in _BUILTINS order.
+    rank = {module: i for i, module in enumerate(_BUILTINS)}
+    ordered = sorted(_REGISTRY.items(), key=lambda item: rank.get(type(item[1]).__module__, len(rank)))
+    _REGISTRY.clear()
+    _REGISTRY.update(ordered)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in _REGISTRY:
             continue  # a built-in or an earlier plugin keeps the name

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -84,6 +84,10 @@ class Strategy:
     def prepare_host(self, spec: RunSpec) -> None:
         """Run once in the launcher before torchrun starts: slow one-off work (building C++ ops) that should
         neither count against the run's timeout nor be done by every rank at once."""
+
+    def framework_config(self, spec: RunSpec) -> dict[str, Any] | None:
+        """The config the strategy hands its framework for `spec` (DeepSpeed's JSON), for `run --dry-run`."""
+        return None
 
     def layout(self, spec: RunSpec) -> Layout:
         return Layout(dp_shard=spec.nproc)

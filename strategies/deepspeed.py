@@ -128,6 +128,9 @@ class DeepSpeedZero(Strategy):
     def config(self, spec: RunSpec, dp: int | None = None) -> dict[str, Any]:
         return ds_config(spec, self.stage, self.offload_optimizer, self.offload_params, dp)
 
+    def framework_config(self, spec: RunSpec) -> dict[str, Any]:
+        return self.config(spec)
+
     def wrap(self, model: nn.Module, make_optimizer: OptimizerFactory, world: World,
              spec: RunSpec) -> Prepared:
         import deepspeed

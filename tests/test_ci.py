@@ -101,3 +101,42 @@ def test_asv_offline_fails_on_a_remote_script_it_has_no_copy_of(tmp_path: Path) 
     result = subprocess.run([sys.executable, str(ROOT / "ci" / "asv-offline"), str(tmp_path)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "new-lib.min.js" in result.stderr
+
+
+def test_slurm_script_starts_one_sweep_per_node_with_the_rendezvous_flags(tmp_path: Path) -> None:
+    """Run the batch script with stand-ins for scontrol, srun (one task per node, as Slurm starts them)
+    and spacetime (records its arguments); every node's command line must parse and meet at node 0."""
+    from harness.cli import build_parser
+    from harness.nodes import rendezvous_from
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text("#!/bin/sh\nprintf 'gpu-a17\\ngpu-a18\\n'\n")
+    (bin_dir / "srun").write_text('#!/bin/bash\nwhile [[ $1 == --* ]]; do shift; done\n'
+                                  'for n in 0 1; do SLURM_NODEID=$n "$@" || exit 1; done\n')
+    (bin_dir / "spacetime").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/node$SLURM_NODEID.args\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_JOB_NODELIST="gpu-a[17-18]",
+               SLURM_NNODES="2", SLURM_JOB_ID="4242", SLURM_GPUS_ON_NODE="8")
+    result = subprocess.run(["bash", str(ROOT / "ci" / "slurm-sweep.sbatch"), "--models", "1b"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    for node in (0, 1):
+        argv = (tmp_path / f"node{node}.args").read_text().splitlines()
+        args = build_parser().parse_args(argv)
+        assert (args.command, args.preset, args.nproc, args.nnodes, args.models) == ("sweep", "gpu", 16, 2, "1b")
+        rdzv = rendezvous_from(args)
+        assert rdzv is not None and (rdzv.endpoint, rdzv.node_rank, rdzv.run_id) == (
+            "gpu-a17:29500", node, "spacetime-4242")
+
+
+def test_workflow_keeps_deepspeeds_compiled_ops_between_nights() -> None:
+    doc = yaml.safe_load(WORKFLOW.read_text())
+    folder = doc["jobs"]["bench-gpu"]["env"]["TORCH_EXTENSIONS_DIR"]
+    assert folder.endswith("/.torch-extensions")
+    steps = _steps()
+    cached = [s for s in steps if s.get("uses", "").startswith("actions/cache/") and
+              s["with"]["path"] == ".torch-extensions"]
+    assert [s["uses"].split("@")[0] for s in cached] == ["actions/cache/restore", "actions/cache/save"]
+    assert cached[1].get("if") == "always()"

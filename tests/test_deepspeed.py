@@ -6,6 +6,10 @@ launcher does it once, before torchrun starts, so it never counts against a run'
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +110,15 @@ def test_without_deepspeed_installed_the_record_says_how_to_get_it(monkeypatch: 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else real(name, *a))
     with pytest.raises(Unsupported, match=r"deepspeed is not installed \(pip install 'spacetime\[deepspeed\]'\)"):
         BASE.with_(strategy="zero1", nproc=2).validate()
+
+
+def test_dry_run_prints_the_config_a_run_would_use_and_launches_nothing(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--strategy", "zero2", "--nproc", "2",
+                             "--batch-size", "3", "--grad-accum", "2", "--dry-run", "--store", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["spec"]["strategy"] == "zero2" and shown["spec"]["device"] == "cpu"
+    config = shown["framework_config"]
+    assert config["zero_optimization"]["stage"] == 2 and config["train_batch_size"] == 3 * 2 * 2
+    assert not any(tmp_path.iterdir())  # nothing ran, nothing was stored
