@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -116,6 +117,8 @@ class DeepSpeedZero(Strategy):
 
     def prepare_host(self, spec: RunSpec) -> None:
         """Build (or load from $TORCH_EXTENSIONS_DIR) the C++ ops the ranks will load, once, here."""
+        # Name the accelerator (the ranks inherit it): DeepSpeed would otherwise guess, and warn on CPU.
+        os.environ.setdefault("DS_ACCELERATOR", spec.device)
         for name in self.op_builders(spec):
             build_op(name)
 
