@@ -6,11 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from rich.table import Table
 
-from harness.nodes import add_node_flags, rendezvous_from
+from harness import estimate
+from harness.cli_flags import float_arg, int_arg, spec_fields, spec_flags
+from harness.nodes import rendezvous_from
 from harness.report import console
 from harness.spec import RunSpec, SpecError, Unsupported
 
@@ -25,75 +27,11 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_BAD_INPUT)
 
 
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-
-def _spec_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
-    d = RunSpec()
-    if not sweep:
-        p.add_argument("--model", default=d.model, help="zoo name (see `spacetime zoo`)")
-        p.add_argument("--strategy", default=d.strategy, help="see `spacetime strategies`")
-        p.add_argument("--nproc", type=_int, default=d.nproc, help="ranks (processes) on this host")
-        p.add_argument("--batch-size", type=_int, default=d.batch_size, help="micro-batch per data-parallel rank")
-    p.add_argument("--steps", type=_int, default=None if sweep else d.steps, help="timed steps")
-    p.add_argument("--warmup", type=_int, default=None if sweep else d.warmup, help="untimed steps first")
-    p.add_argument("--memory-steps", type=_int, default=d.memory_steps,
-                   help="untimed steps under the memory probe, after warmup (peak = max over them)")
-    p.add_argument("--seq-len", type=_int, default=None if sweep else d.seq_len)
-    p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
-    p.add_argument("--seed", type=_int, default=d.seed)
-    p.add_argument("--lr", type=_float, default=d.lr)
-    p.add_argument("--tp", type=_int, default=d.tp, help="tensor-parallel degree (0: strategy default)")
-    p.add_argument("--dp-replicate", type=_int, default=d.dp_replicate, help="HSDP replica groups (0: 2)")
-    p.add_argument("--timeout", dest="timeout_s", type=_float, default=d.timeout_s, help="seconds per run")
-    _knob_flags(p, d, sweep)
-    p.add_argument("--store", type=Path, default=None, help="results folder (default ./spacetime-results "
-                   "or $SPACETIME_STORE)")
-    p.add_argument("--no-store", action="store_true", help="do not write records")
-    add_node_flags(p)
-
-
-def _knob_flags(p: argparse.ArgumentParser, d: RunSpec, sweep: bool) -> None:
-    """The memory knobs (harness/knobs.py has the valid values; they are checked before launch)."""
-    from harness.knobs import CHECKPOINTING, DTYPES, OPTIMIZERS, QUANT
-
-    def default(value: Any) -> Any:
-        return None if sweep else value  # a sweep's preset sets its own; a flag given overrides it
-
-    k = p.add_argument_group("memory knobs")
-    k.add_argument("--dtype", default=default(d.dtype), help=f"{', '.join(DTYPES)} (bf16/fp16: mixed precision)")
-    k.add_argument("--activation-checkpointing", default=default(d.activation_checkpointing),
-                   help=", ".join(CHECKPOINTING))
-    k.add_argument("--ckpt-every", type=_int, default=default(d.ckpt_every), help="selective: every K-th block")
-    k.add_argument("--lora-rank", type=_int, default=default(d.lora_rank), help="LoRA rank (0: full fine-tuning)")
-    k.add_argument("--lora-alpha", type=_int, default=default(d.lora_alpha))
-    k.add_argument("--lora-targets", default=default(d.lora_targets), help="q,k,v,o,gate,up,down or all-linear")
-    k.add_argument("--quant", default=default(d.quant), help=f"{', '.join(QUANT)}: frozen base weights (LoRA)")
-    k.add_argument("--optimizer", default=default(d.optimizer), help=", ".join(OPTIMIZERS))
-    k.add_argument("--grad-accum", type=_int, default=default(d.grad_accum), help="micro-batches per step")
-    m = p.add_argument_group("custom model")
-    m.add_argument("--model-config", dest="model_config_file", type=Path, default=None,
-                   help="a Hugging Face config.json of a Llama-family model (replaces --model)")
-    m.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE",
-                   help="override a shape field of the model, e.g. --set n_layers=4 (repeatable)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="spacetime", description="Memory versus time of LLM training, per strategy.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="measure one spec under torchrun")
-    _spec_flags(run, sweep=False)
+    spec_flags(run, sweep=False)
     run.add_argument("--json", action="store_true", help="print the record as one JSON line, last on stdout")
     run.add_argument("--dry-run", action="store_true", help="validate and print the spec and the framework's "
                      "config (DeepSpeed's JSON) without launching")
@@ -102,21 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
                        "(harness/sweep.py)")
     sweep.add_argument("--models", help="comma-separated zoo names (replace the preset's)")
     sweep.add_argument("--strategies", help="comma-separated strategy names (replace the preset's)")
-    sweep.add_argument("--nproc", type=_int, default=None, help="ranks for every strategy but single")
-    sweep.add_argument("--global-batch", type=_int, default=None, help="sequences per step, all ranks")
-    sweep.add_argument("--repeat", type=_int, default=1, help="run the whole matrix N times (the gate uses the "
+    sweep.add_argument("--nproc", type=int_arg, default=None, help="ranks for every strategy but single")
+    sweep.add_argument("--global-batch", type=int_arg, default=None, help="sequences per step, all ranks")
+    sweep.add_argument("--repeat", type=int_arg, default=1, help="run the whole matrix N times (the gate uses the "
                        "spread of repeats)")
     sweep.add_argument("--exact-preset", action="store_true", help="run the preset as defined, without the "
                        "substitutions it makes on this machine (16-bit rows on a CPU without fast bf16)")
     sweep.add_argument("--fail-on-error", action="store_true", help="exit 1 if any run is not ok")
-    _spec_flags(sweep, sweep=True)
+    spec_flags(sweep, sweep=True)
+    estimate.add_parser(sub, spec_flags)
     sub.add_parser("strategies", help="list strategies")
     sub.add_parser("zoo", help="list models with exact parameter counts")
     show = sub.add_parser("show", help="stored records as a table")
     show.add_argument("--model")
     show.add_argument("--strategy")
     show.add_argument("--status")
-    show.add_argument("--last", type=_int, default=None, help="only the newest N")
+    show.add_argument("--last", type=int_arg, default=None, help="only the newest N")
     show.add_argument("--store", type=Path, default=None)
     report = sub.add_parser("report", help="newest record of each case: tables per model, plots, HTML page")
     report.add_argument("--model")
@@ -127,22 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--baseline", help="commit (prefix) to compare against; default: the one stored "
                          "before the candidate")
     compare.add_argument("--candidate", help="commit (prefix) to check; default: the newest stored")
-    compare.add_argument("--time-tolerance", type=_float, default=0.10,
+    compare.add_argument("--time-tolerance", type=float_arg, default=0.10,
                          help="smallest relative slowdown that counts (the records' spread can widen it)")
     compare.add_argument("--store", type=Path, default=None)
     return parser
-
-
-def _spec_fields(args: argparse.Namespace, model: str | None = None) -> dict[str, Any]:
-    """RunSpec fields from the flags; --model-config / --set become a custom `model_config`."""
-    from harness.custom_model import custom_config, to_json
-
-    names = RunSpec.__dataclass_fields__
-    fields = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    cfg = custom_config(model or fields.get("model", RunSpec().model), args.model_config_file, args.sets or [])
-    if cfg is not None:
-        fields.update(model=cfg.name, model_config=to_json(cfg))
-    return fields
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -152,7 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.report import print_records
     from strategies import get_strategy
 
-    spec = RunSpec(**_spec_fields(args))
+    spec = RunSpec(**spec_fields(args))
     rdzv = rendezvous_from(args)
     try:
         spec = spec.validate()
@@ -185,7 +112,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     models = _names(args.models)
     if (args.model_config_file or args.sets) and models and len(models) > 1:
         raise SpecError("models", "--model-config/--set describe one model", "a single name")
-    fields = _spec_fields(args, model=models[0] if models else "tiny")
+    fields = spec_fields(args, model=models[0] if models else "tiny")
     if "model" in fields:
         models = (fields.pop("model"),)  # the custom model replaces the preset's
     overrides = {k: fields.pop(k, None) for k in ("seq_len", "warmup", "steps", "nproc")}
@@ -283,7 +210,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "strategies": cmd_strategies, "zoo": cmd_zoo, "show": cmd_show,
-            "report": cmd_report, "compare": cmd_compare}
+            "report": cmd_report, "compare": cmd_compare, "estimate": estimate.cmd_estimate}
 
 
 def main(argv: list[str] | None = None) -> int:

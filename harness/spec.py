@@ -65,12 +65,13 @@ class RunSpec:
     def with_(self, **changes: Any) -> RunSpec:
         return replace(self, **changes)
 
-    def validate(self) -> RunSpec:
-        """Check every field; return the spec with `device` resolved. Raises SpecError or Unsupported."""
+    def validate(self, measure: bool = True) -> RunSpec:
+        """Check every field; return the spec with `device` resolved. Raises SpecError or Unsupported.
+        `measure=False` (estimate, simulate): any zoo shape, and `device` names the target, not this host."""
         from harness.zoo import ZOO
         from strategies import get_strategy, strategy_names
 
-        runnable = ", ".join(n for n, c in ZOO.items() if c.measurable)
+        runnable = ", ".join(n for n, c in ZOO.items() if c.measurable or not measure)
         if self.model_config:
             from harness.custom_model import checked, from_json
 
@@ -78,7 +79,7 @@ class RunSpec:
                 raise SpecError("model", f"{self.model!r} is not the name of the custom model config")
         elif self.model not in ZOO:
             raise SpecError("model", f"unknown model {self.model!r}", runnable)
-        elif not ZOO[self.model].measurable:
+        elif measure and not ZOO[self.model].measurable:
             raise SpecError("model", f"{self.model!r} is for predict/simulate only", runnable)
         names = strategy_names()
         if self.strategy not in names:
@@ -95,7 +96,12 @@ class RunSpec:
         if self.nproc % self.nnodes:
             raise SpecError("nnodes", f"{self.nnodes} hosts cannot split {self.nproc} ranks evenly",
                             f"a divisor of --nproc {self.nproc}")
-        spec = replace(self, device=_resolve_device(self.device, self.nproc // self.nnodes))
+        if measure:
+            spec = replace(self, device=_resolve_device(self.device, self.nproc // self.nnodes))
+        elif self.device not in DEVICES:
+            raise SpecError("device", f"unknown device {self.device!r}", ", ".join(DEVICES))
+        else:
+            spec = replace(self, device="cuda" if self.device == "auto" else self.device)
         strategy = get_strategy(spec.strategy)
         strategy.check(spec)
         strategy.check_knobs(spec)

@@ -20,7 +20,7 @@ from harness.adapters import add_adapters, apply_checkpointing
 from harness.training import loss_fn
 from harness.zoo import Block, materialize
 from strategies import register
-from strategies.base import ALL_KNOBS, Batch, OptimizerFactory, Prepared, Strategy
+from strategies.base import ALL_KNOBS, Batch, MemoryProfile, OptimizerFactory, Prepared, Strategy
 
 if TYPE_CHECKING:
     from harness.spec import RunSpec
@@ -51,6 +51,9 @@ class Accelerate(Strategy):
         super().__init__(name, description)
         self.fsdp = fsdp
         self.shards = "params, grads, optimizer state (FSDP1 flat)" if fsdp else "nothing (DDP replicas)"
+
+    def memory_profile(self, spec: RunSpec) -> MemoryProfile | None:
+        return None if self.fsdp else MemoryProfile(grad_buckets=True)  # accelerate_ddp is DDP underneath
 
     def check(self, spec: RunSpec) -> None:
         from harness.spec import Unsupported

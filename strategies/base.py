@@ -9,14 +9,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from harness.predict import MemoryProfile
 from harness.training import Batch, OptimizerFactory, loss_fn, make_step
 
 if TYPE_CHECKING:
     from harness.spec import RunSpec
     from harness.world import World
 
-__all__ = ["ALL_KNOBS", "Batch", "Layout", "OptimizerFactory", "Prepared", "Strategy", "active_knobs", "loss_fn",
-           "make_step", "require_world"]
+__all__ = ["ALL_KNOBS", "Batch", "Layout", "MemoryProfile", "OptimizerFactory", "Prepared", "Strategy",
+           "active_knobs", "loss_fn", "make_step", "require_world"]
 
 KNOB_FLAGS = {"dtype": "--dtype", "activation_checkpointing": "--activation-checkpointing", "lora": "--lora-rank",
               "quant": "--quant", "optimizer": "--optimizer", "grad_accum": "--grad-accum"}
@@ -84,6 +85,10 @@ class Strategy:
     def prepare_host(self, spec: RunSpec) -> None:
         """Run once in the launcher before torchrun starts: slow one-off work (building C++ ops) that should
         neither count against the run's timeout nor be done by every rank at once."""
+
+    def memory_profile(self, spec: RunSpec) -> MemoryProfile | None:
+        """Where the strategy keeps model state on a rank, for `spacetime estimate`; None: not modelled."""
+        return None
 
     def framework_config(self, spec: RunSpec) -> dict[str, Any] | None:
         """The config the strategy hands its framework for `spec` (DeepSpeed's JSON), for `run --dry-run`."""

@@ -11,7 +11,7 @@ from torch.nn.parallel import DistributedDataParallel
 from harness.adapters import add_adapters, apply_checkpointing, quantize_and_adapt
 from harness.zoo import materialize
 from strategies import register
-from strategies.base import ALL_KNOBS, OptimizerFactory, Prepared, Strategy, make_step
+from strategies.base import ALL_KNOBS, MemoryProfile, OptimizerFactory, Prepared, Strategy, make_step
 
 if TYPE_CHECKING:
     from harness.spec import RunSpec
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 class DDP(Strategy):
     shards = "nothing (replicates params, grads and optimizer state; adds gradient buckets)"
     knobs = ALL_KNOBS
+
+    def memory_profile(self, spec: RunSpec) -> MemoryProfile:
+        return MemoryProfile(grad_buckets=True)
 
     def wrap(self, model: nn.Module, make_optimizer: OptimizerFactory, world: World,
              spec: RunSpec) -> Prepared:

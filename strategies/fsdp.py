@@ -14,7 +14,16 @@ from harness.adapters import add_adapters, apply_checkpointing
 from harness.training import AUTOCAST
 from harness.zoo import materialize
 from strategies import register
-from strategies.base import ALL_KNOBS, Layout, OptimizerFactory, Prepared, Strategy, make_step, require_world
+from strategies.base import (
+    ALL_KNOBS,
+    Layout,
+    MemoryProfile,
+    OptimizerFactory,
+    Prepared,
+    Strategy,
+    make_step,
+    require_world,
+)
 
 # What DTensor parameters (FSDP2, tensor parallel) cannot take, as measured with torch 2.13.
 DTENSOR_LIMITS = {
@@ -87,6 +96,12 @@ class FSDP(Strategy):
 
     def layout(self, spec: RunSpec) -> Layout:
         return hybrid_layout(spec) if self.hybrid else Layout(dp_shard=spec.nproc)
+
+    def memory_profile(self, spec: RunSpec) -> MemoryProfile:
+        dp = self.layout(spec).dp_shard
+        return MemoryProfile(param_div=dp, grad_div=dp, optim_div=dp, casts_params=True,
+                             gathered="unit" if self.reshard_after_forward else "all",
+                             offload=frozenset({"params", "grads", "optimizer"}) if self.offload else frozenset())
 
     def wrap(self, model: nn.Module, make_optimizer: OptimizerFactory, world: World,
              spec: RunSpec) -> Prepared:

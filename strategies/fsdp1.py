@@ -17,7 +17,7 @@ from harness.adapters import add_adapters, apply_checkpointing
 from harness.training import AUTOCAST
 from harness.zoo import Block, materialize
 from strategies import register
-from strategies.base import ALL_KNOBS, Layout, OptimizerFactory, Prepared, Strategy, make_step
+from strategies.base import ALL_KNOBS, Layout, MemoryProfile, OptimizerFactory, Prepared, Strategy, make_step
 from strategies.fsdp import DTENSOR_LIMITS, check_hybrid, hybrid_layout
 
 if TYPE_CHECKING:
@@ -65,6 +65,12 @@ class FSDP1(Strategy):
                 raise Unsupported(f"{self.name} with {replicate} replica groups of 1 rank: FSDP1's HYBRID_SHARD "
                                   "never all-reduces across replicas when a shard group has one rank (measured: "
                                   "the replicas drift apart); use 4+ ranks with 2+ per group, or ddp")
+
+    def memory_profile(self, spec: RunSpec) -> MemoryProfile:
+        dp = self.layout(spec).dp_shard
+        gathered = "all" if self.sharding == "SHARD_GRAD_OP" else "unit"
+        return MemoryProfile(param_div=dp, grad_div=dp, optim_div=dp, gathered=gathered, casts_params=True,
+                             offload=frozenset({"params", "grads"}) if self.offload else frozenset())
 
     def layout(self, spec: RunSpec) -> Layout:
         return hybrid_layout(spec) if self.sharding == "HYBRID_SHARD" else Layout(dp_shard=spec.nproc)

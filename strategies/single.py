@@ -9,7 +9,16 @@ from torch import nn
 from harness.adapters import add_adapters, apply_checkpointing, quantize_and_adapt
 from harness.zoo import materialize
 from strategies import register
-from strategies.base import ALL_KNOBS, Layout, OptimizerFactory, Prepared, Strategy, make_step, require_world
+from strategies.base import (
+    ALL_KNOBS,
+    Layout,
+    MemoryProfile,
+    OptimizerFactory,
+    Prepared,
+    Strategy,
+    make_step,
+    require_world,
+)
 
 if TYPE_CHECKING:
     from harness.spec import RunSpec
@@ -30,6 +39,9 @@ class Single(Strategy):
 
     def layout(self, spec: RunSpec) -> Layout:
         return Layout()
+
+    def memory_profile(self, spec: RunSpec) -> MemoryProfile:
+        return MemoryProfile()
 
     def wrap(self, model: nn.Module, make_optimizer: OptimizerFactory, world: World,
              spec: RunSpec) -> Prepared:

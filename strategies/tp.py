@@ -13,7 +13,7 @@ from torch import nn
 from harness.adapters import apply_checkpointing
 from harness.zoo import config_for, materialize
 from strategies import register
-from strategies.base import ALL_KNOBS, Layout, OptimizerFactory, Prepared, Strategy, make_step
+from strategies.base import ALL_KNOBS, Layout, MemoryProfile, OptimizerFactory, Prepared, Strategy, make_step
 from strategies.fsdp import DTENSOR_LIMITS, check_dtensor_combinations, mixed_precision, shard_model
 
 if TYPE_CHECKING:
@@ -49,6 +49,12 @@ class TensorParallel(Strategy):
         if spec.tp:
             return spec.tp
         return 2 if self.fsdp and spec.nproc % 2 == 0 else spec.nproc
+
+    def memory_profile(self, spec: RunSpec) -> MemoryProfile:
+        layout = self.layout(spec)
+        dp = layout.dp_shard if self.fsdp else 1
+        return MemoryProfile(param_div=dp, grad_div=dp, optim_div=dp, tp=layout.tp, casts_params=self.fsdp,
+                             gathered="unit" if self.fsdp else "none")
 
     def layout(self, spec: RunSpec) -> Layout:
         tp = self.degree(spec)

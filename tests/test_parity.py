@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from harness.predict import predict
 from harness.record import Record
 from harness.spec import RunSpec
 from harness.sweep import CORE, plan, run_sweep
@@ -42,6 +43,20 @@ def test_parity_tolerance_can_tell_training_apart(smoke: dict[str, Record]) -> N
     assert abs(frozen.loss - smoke["single"].loss) > 10 * 1e-4 * smoke["single"].loss  # 10x the tolerance
 
 
+def predicted_error(record: Record) -> float:
+    """Predicted over measured peak, minus one, for a measured record (the CPU allocator's peak)."""
+    from strategies import get_strategy
+
+    profile = get_strategy(record.spec.strategy).memory_profile(record.spec)
+    assert profile is not None and record.peak_bytes
+    return predict(record.spec, profile, device=record.spec.device).peak_bytes / record.peak_bytes - 1
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_predicted_peak_within_5_percent_of_measured(smoke: dict[str, Record], name: str) -> None:
+    assert abs(predicted_error(smoke[name])) <= 0.05, f"{name}: predicted {predicted_error(smoke[name]):+.1%}"
+
+
 def test_hybrid_shard_keeps_replicas_equal() -> None:
     """2 replica groups x 2 shards on 4 ranks: ranks (0, 2) hold shard 0, (1, 3) shard 1.  Each replica
     trains on different rows, so replicas only stay equal if gradients are all-reduced across them."""
@@ -72,3 +87,5 @@ def test_full_shard_saves_a_third_of_model_state_over_ddp_on_125m() -> None:
     assert ddp.param_bytes_per_rank == [4 * get_config("125m").param_count()] * 2
     assert fsdp.param_bytes_per_rank is not None
     assert sum(fsdp.param_bytes_per_rank) == pytest.approx(4 * get_config("125m").param_count(), rel=1e-3)
+    for record in (ddp, fsdp):  # where model state dominates, the analytic model holds too
+        assert abs(predicted_error(record)) <= 0.05, f"{record.spec.strategy}: {predicted_error(record):+.1%}"

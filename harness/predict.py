@@ -1,0 +1,177 @@
+"""predict: an analytic per-rank memory model of one training step (`spacetime estimate`).
+
+The step is followed through the phases where the allocator's peak can fall, and the largest wins:
+  forward end    model state + every saved activation + the logits and their log-softmax;
+  backward start the same, the log-softmax's gradient and the logits' gradient (three vocabulary-wide tensors);
+  backward end   model state + every gradient (activations freed);
+  optimizer step model state + gradients + the optimizer's temporaries (foreach keeps a full-size copy).
+Model state per rank comes from the strategy's `MemoryProfile` (what it shards, gathers, copies or offloads);
+activations from the tensors autograd saves in a zoo block (`activations.py`).  The figure is what the
+allocator holds (CUDA max allocated, the CPU counter); the CUDA context is a separate line that `fits` adds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.activations import Shapes, block_saved_bytes, head_bytes
+from harness.spec import RunSpec
+from harness.zoo import ModelConfig, config_for
+
+CATEGORIES = ("params", "grads", "optimizer", "activations", "temporaries", "comm", "context")
+CUDA_CONTEXT_BYTES = 600 * 2**20  # torch's CUDA context and kernels on an H100 (0.5-1.3 GB by driver/build)
+OPTIMIZER_STATE = {"adamw": 8.0, "adamw8bit": 2.0 + 8 / 256, "sgd": 4.0}  # bytes per trainable parameter
+QUANT_BYTES = {"none": None, "int8": 1.0 + 4 / 4096, "nf4": 0.5 + 4 / 64}  # per base weight, with scales
+
+
+@dataclass(frozen=True)
+class MemoryProfile:
+    """Where a strategy keeps model state on one rank, as divisors of the whole model's bytes."""
+
+    param_div: int = 1
+    grad_div: int = 1
+    optim_div: int = 1
+    master_div: int = 0  # ZeRO keeps an fp32 copy of its optimizer partition: bytes / master_div (0: none)
+    gathered: str = "none"  # "unit": one block gathered at a time (+ one prefetched); "all": fwd-to-bwd
+    grad_buckets: bool = False  # DDP copies gradients into all-reduce buckets of the same total size
+    tp: int = 1  # tensor-parallel degree: divides block weights and the activations inside attention/MLP
+    offload: frozenset[str] = frozenset()  # terms held in host memory: "params", "grads", "optimizer"
+    casts_params: bool = False  # 16-bit --dtype: the strategy gathers 16-bit params (FSDP's policy), no autocast
+    stores_16bit: bool = False  # 16-bit --dtype: the model's params and grads are 16-bit (DeepSpeed)
+
+
+@dataclass
+class Prediction:
+    spec: RunSpec
+    breakdown: dict[str, int]  # bytes per rank at the peak phase
+    phase: str
+    host_bytes: int  # what offload keeps in host memory
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def peak_bytes(self) -> int:
+        """The allocator's peak (no CUDA context), comparable with a record's peak_bytes."""
+        return sum(v for k, v in self.breakdown.items() if k != "context")
+
+    @property
+    def device_bytes(self) -> int:
+        return self.peak_bytes + self.breakdown["context"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"peak_bytes": self.peak_bytes, "device_bytes": self.device_bytes, "phase": self.phase,
+                "breakdown": dict(self.breakdown), "host_bytes": self.host_bytes, "notes": self.notes}
+
+
+def weight_bytes(cfg: ModelConfig, spec: RunSpec) -> tuple[float, float]:
+    """(block linear weights, everything else) in bytes, as stored: fp32 masters unless pure bf16; quantized
+    block weights under --quant."""
+    base = 2.0 if spec.dtype == "bf16-pure" else 4.0
+    kv = cfg.n_kv_heads * cfg.head_dim
+    linear = cfg.n_layers * (2 * cfg.dim * cfg.dim + 2 * cfg.dim * kv + 3 * cfg.dim * cfg.ffn_dim)
+    rest = cfg.param_count() - linear
+    q = QUANT_BYTES[spec.quant]
+    return linear * (q if q is not None else base), rest * base
+
+
+def lora_params(cfg: ModelConfig, spec: RunSpec) -> int:
+    if spec.lora_rank == 0:
+        return 0
+    from harness.knobs import lora_modules
+
+    kv = cfg.n_kv_heads * cfg.head_dim
+    shapes = {"wq": (cfg.dim, cfg.dim), "wk": (cfg.dim, kv), "wv": (cfg.dim, kv), "wo": (cfg.dim, cfg.dim),
+              "w1": (cfg.dim, cfg.ffn_dim), "w3": (cfg.dim, cfg.ffn_dim), "w2": (cfg.ffn_dim, cfg.dim)}
+    targets = lora_modules(spec.lora_targets)
+    per_layer = sum(spec.lora_rank * (i + o) for name, (i, o) in shapes.items() if name in targets)
+    return cfg.n_layers * per_layer
+
+
+def _state(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile) -> dict[str, float]:
+    """Persistent model state per rank: params, grads (when all exist), optimizer (with a master copy)."""
+    block_w, rest_w = weight_bytes(cfg, spec)
+    half = prof.stores_16bit and spec.dtype in ("bf16", "fp16")
+    if half:
+        block_w, rest_w = block_w / 2, rest_w / 2
+    adapters = lora_params(cfg, spec)
+    params = (block_w + rest_w) / prof.tp / prof.param_div + adapters * 4.0 / prof.param_div
+    trainable = adapters if spec.lora_rank else cfg.param_count()
+    grad_width = 2.0 if spec.dtype == "bf16-pure" or half else 4.0
+    grads = trainable * grad_width / prof.tp / prof.grad_div
+    optim = trainable * OPTIMIZER_STATE.get(spec.optimizer, 8.0) / prof.tp / prof.optim_div
+    if prof.master_div:
+        optim += trainable * 4.0 / prof.master_div
+    return {"params": params, "grads": grads, "optimizer": optim}
+
+
+def predict(spec: RunSpec, profile: MemoryProfile, device: str = "cuda") -> Prediction:
+    """The per-rank peak of `spec` under `profile`; `device` decides the context (and the offload pool)."""
+    cfg = config_for(spec)
+    state = _state(cfg, spec, profile)
+    shapes = Shapes.of(cfg, spec, profile.tp, casts_params=profile.casts_params or profile.stores_16bit)
+    blocks = block_saved_bytes(shapes, spec)  # every block's saved tensors, checkpointing applied
+    head = head_bytes(shapes, spec)
+    host = sum(v for k, v in state.items() if k in profile.offload)
+    if device == "cuda":  # on a CPU run host and device memory are one pool: offload moves nothing out
+        state = {k: (0.0 if k in profile.offload else v) for k, v in state.items()}
+    comm = _Comm(cfg, spec, profile, state)
+    acts = blocks.total + head.forward
+    phases = {
+        "forward end": {"activations": acts, "temporaries": blocks.recompute, "comm": comm.compute},
+        "backward start": {"activations": acts, "temporaries": head.backward, "comm": comm.compute},
+        "backward end": {"grads": state["grads"] - comm.root_grad_shard, "temporaries": blocks.recompute,
+                         "comm": comm.last_reduce},
+        "optimizer step": {"grads": state["grads"], "comm": comm.idle,
+                           "temporaries": _optimizer_temporaries(cfg, spec, profile, device)},
+    }
+    best, best_parts = "", {"total": -1.0}
+    for name, extra in phases.items():
+        parts = {"params": state["params"], "grads": 0.0, "optimizer": state["optimizer"], "activations": 0.0,
+                 "temporaries": 0.0, "comm": 0.0, **extra}
+        if sum(parts.values()) > sum(best_parts.values()):
+            best, best_parts = name, parts
+    context = CUDA_CONTEXT_BYTES if device == "cuda" else 0
+    breakdown = {k: int(best_parts.get(k, 0)) for k in CATEGORIES[:-1]} | {"context": context}
+    return Prediction(spec, breakdown, best, int(host))
+
+
+class _Comm:
+    """Buffers communication adds, by phase.  DDP: gradient buckets as large as the gradients, for the whole
+    run.  FSDP/ZeRO-3: the root unit (embeddings, output, final norm) stays gathered from forward to the end
+    of backward, one block is gathered at a time with the next prefetched ("unit") or every block stays
+    gathered until its backward ("all"); the last reduce-scatter (the root's) holds the root's whole
+    gradients and their flattened copy while its shard of the gradients does not exist yet."""
+
+    def __init__(self, cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, state: dict[str, float]) -> None:
+        self.compute = self.last_reduce = self.idle = self.root_grad_shard = 0.0
+        if prof.grad_buckets:
+            self.compute = self.last_reduce = self.idle = state["grads"] * prof.grad_div
+            return
+        if prof.gathered == "none":
+            return
+        block_w, rest_w = weight_bytes(cfg, spec)
+        gathered = 2.0 if spec.dtype in ("bf16", "fp16", "bf16-pure") and prof.casts_params else 4.0
+        root = (rest_w / 4.0 * gathered if spec.dtype != "bf16-pure" else rest_w) / prof.tp
+        block = block_w / cfg.n_layers / prof.tp / 4.0 * gathered
+        if prof.param_div == 1:  # a shard group of one rank gathers nothing, but still copies to reduce
+            root = 0.0
+        else:
+            self.compute = root + (2 * block if prof.gathered == "unit" else cfg.n_layers * block)
+        if "params" in prof.offload:  # the shards are copied from host memory before each all-gather
+            self.compute += (root + 2 * block) / prof.param_div
+        if not spec.lora_rank:  # frozen root weights have no gradients to reduce
+            root_grads = rest_w / 4.0 * 4.0 / prof.tp
+            self.root_grad_shard = root_grads / prof.grad_div
+            self.last_reduce = root + 2 * root_grads
+
+
+def _optimizer_temporaries(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, device: str) -> float:
+    """torch's AdamW runs foreach on CUDA: one full-size temporary (sqrt of the second moments); on CPU it
+    runs per tensor, so the largest parameter sets the temporary."""
+    trainable = lora_params(cfg, spec) if spec.lora_rank else cfg.param_count()
+    if spec.optimizer != "adamw" or "optimizer" in prof.offload:
+        return 0.0
+    if device == "cuda":
+        return trainable * 4.0 / prof.tp / prof.optim_div
+    largest = cfg.vocab_size * cfg.dim if not spec.lora_rank else cfg.ffn_dim * spec.lora_rank
+    return largest * 4.0 / prof.optim_div
