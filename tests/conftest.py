@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,3 +18,18 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(PLUGINS), os.environ.
 @pytest.fixture
 def store_dir(tmp_path: Path) -> Path:
     return tmp_path / "store"
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[[list[str]], tuple[int, str]]:
+    """`spacetime ARGS` through harness.cli.main in this process: (exit status, stderr)."""
+    from harness.cli import main
+
+    def run(args: list[str]) -> tuple[int, str]:
+        try:
+            code = main(args)
+        except SystemExit as exit_:  # argparse's own errors
+            code = int(exit_.code or 0)
+        return code, capsys.readouterr().err
+
+    return run

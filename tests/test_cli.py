@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,13 +41,21 @@ def spacetime(*args: str, store: Path | None = None) -> subprocess.CompletedProc
 
 
 @pytest.mark.parametrize("args", BAD_INPUT, ids=" ".join)
-def test_bad_input_is_one_line_exit_2_nothing_launched(args: list[str], store_dir: Path) -> None:
-    result = spacetime(*args, store=store_dir)
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("spacetime: error: "), result.stderr
-    assert "Traceback" not in result.stderr
+def test_bad_input_is_one_line_exit_2_nothing_launched(args: list[str], store_dir: Path, cli: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPACETIME_STORE", str(store_dir))
+    code, err = cli(args)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("spacetime: error: "), err
+    assert "Traceback" not in err
     assert not store_dir.exists()  # nothing ran, nothing was recorded
+
+
+def test_the_installed_entry_point_reports_bad_input_the_same_way(store_dir: Path) -> None:
+    result = spacetime(*BAD_INPUT[0], store=store_dir)
+    assert result.returncode == 2 and result.stderr.startswith("spacetime: error: --model: unknown model")
+    assert len(result.stderr.strip().splitlines()) == 1 and not store_dir.exists()
 
 
 def test_zoo_lists_exact_counts() -> None:

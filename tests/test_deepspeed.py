@@ -38,6 +38,9 @@ def runs() -> dict[str, Record]:
 def test_zero_loss_matches_single(runs: dict[str, Record], name: str) -> None:
     assert runs[name].status == "ok", runs[name].error
     assert runs[name].loss == pytest.approx(runs["single"].loss, rel=1e-4)
+    offload = "offload" in name  # ZeRO-Offload steps with DeepSpeed's CPU Adam; on CPU the others with torch's
+    assert runs[name].optimizer_class == ("deepspeed.ops.adam.cpu_adam.DeepSpeedCPUAdam" if offload
+                                          else "torch.optim.adamw.AdamW")
 
 
 @pytest.mark.slow
@@ -78,14 +81,18 @@ def test_the_config_is_built_from_the_spec() -> None:
     hidden = config_for(spec).dim
     assert zero["reduce_bucket_size"] == hidden * hidden  # as the HF Trainer fills DeepSpeed's "auto"
     assert zero["stage3_max_live_parameters"] == zero["stage3_max_reuse_distance"] < 1e9  # released after use
-    adamw = ds_config(BASE.with_(nproc=2), stage=1)
+    adamw = ds_config(BASE.with_(nproc=2, device="cpu"), stage=1)
     assert adamw["optimizer"]["type"] == "AdamW" and adamw["optimizer"]["params"]["weight_decay"] == 0.0
+    assert adamw["optimizer"]["params"]["torch_adam"] is True  # on CPU; FusedAdam on CUDA
+    gpu = ds_config(BASE.with_(nproc=2, device="cuda"), stage=1)
+    assert "torch_adam" not in gpu["optimizer"]["params"]
     assert "offload_optimizer" not in adamw["zero_optimization"]
 
 
 def test_each_variant_builds_the_ops_it_loads() -> None:
     cpu = BASE.with_(nproc=2, device="cpu")
-    assert get_strategy("zero1").op_builders(cpu) == ["ShareMemCommBuilder", "FusedAdamBuilder"]  # type: ignore[attr-defined]
+    assert get_strategy("zero1").op_builders(cpu) == ["ShareMemCommBuilder"]  # type: ignore[attr-defined]
+    assert get_strategy("zero1").op_builders(cpu.with_(device="cuda")) == ["FusedAdamBuilder"]  # type: ignore[attr-defined]
     assert get_strategy("zero3_offload").op_builders(cpu) == ["ShareMemCommBuilder", "CPUAdamBuilder"]  # type: ignore[attr-defined]
     assert get_strategy("zero2").op_builders(cpu.with_(optimizer="sgd")) == ["ShareMemCommBuilder"]  # type: ignore[attr-defined]
 

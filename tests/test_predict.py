@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -107,11 +108,11 @@ def test_estimate_json_is_one_object_on_the_last_line() -> None:
     (("--max-batch",), "spacetime: error: --max-batch: needs the memory to fit"),
     (("--model", "nope"), "spacetime: error: --model: unknown model 'nope'"),
 ])
-def test_bad_estimate_input_is_one_line_exit_2(args: tuple[str, ...], message: str) -> None:
-    done = _estimate(*args)
-    assert done.returncode == 2 and done.stderr.strip().startswith(message), done.stderr
+def test_bad_estimate_input_is_one_line_exit_2(args: tuple[str, ...], message: str, cli: Any) -> None:
+    code, err = cli(["estimate", *args])
+    assert code == 2 and err.strip().startswith(message) and len(err.strip().splitlines()) == 1, err
 
 
-def test_a_strategy_without_a_memory_model_says_so() -> None:
-    done = _estimate("--strategy", "zero3", "--nproc", "2")
-    assert done.returncode == 1 and "no memory model of zero3 yet" in done.stderr
+def test_a_strategy_without_a_memory_model_says_so(cli: Any) -> None:
+    code, err = cli(["estimate", "--strategy", "zero3", "--nproc", "2"])
+    assert code == 1 and "no memory model of zero3 yet" in err
