@@ -62,13 +62,12 @@ def ds_config(spec: RunSpec, stage: int, offload_optimizer: bool = False, offloa
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": pin}
     if offload_params:
         zero["offload_param"] = {"device": "cpu", "pin_memory": pin}
-    if spec.optimizer == "sgd":
-        optimizer = {"type": "SGD", "params": {"lr": spec.lr, "momentum": 0.9}}
-    else:
-        optimizer = {"type": "AdamW", "params": {"lr": spec.lr, "betas": [0.9, 0.999], "eps": 1e-8,
-                                                 "weight_decay": 0.0}}
+    params: dict[str, Any] = {"lr": spec.lr, "momentum": 0.9}
+    if spec.optimizer != "sgd":
+        params = {"lr": spec.lr, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0}
         if spec.device == "cpu" and not offload_optimizer:  # FusedAdam is a GPU kernel; its CPU build is
-            optimizer["params"]["torch_adam"] = True  # a 1.5-minute compile for the same update as torch's
+            params["torch_adam"] = True  # a 1.5-minute compile for the same update as torch's
+    optimizer = {"type": "SGD" if spec.optimizer == "sgd" else "AdamW", "params": params}
     return {
         "train_micro_batch_size_per_gpu": spec.batch_size,
         "gradient_accumulation_steps": spec.grad_accum,
