@@ -12,7 +12,7 @@ allocator holds (CUDA max allocated, the CPU counter); the CUDA context is a sep
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from harness.activations import Shapes, block_saved_bytes, head_bytes
@@ -47,7 +47,6 @@ class Prediction:
     breakdown: dict[str, int]  # bytes per rank at the peak phase
     phase: str
     host_bytes: int  # what offload keeps in host memory
-    notes: list[str] = field(default_factory=list)
 
     @property
     def peak_bytes(self) -> int:
@@ -60,7 +59,7 @@ class Prediction:
 
     def to_json(self) -> dict[str, Any]:
         return {"peak_bytes": self.peak_bytes, "device_bytes": self.device_bytes, "phase": self.phase,
-                "breakdown": dict(self.breakdown), "host_bytes": self.host_bytes, "notes": self.notes}
+                "breakdown": dict(self.breakdown), "host_bytes": self.host_bytes}
 
 
 def weight_bytes(cfg: ModelConfig, spec: RunSpec) -> tuple[float, float]:
