@@ -137,7 +137,7 @@ def predict(spec: RunSpec, profile: MemoryProfile, device: str = "cuda") -> Pred
 class _Comm:
     """Buffers communication adds, by phase.  DDP: gradient buckets as large as the gradients, for the whole
     run.  FSDP/ZeRO-3: the root unit (embeddings, output, final norm) stays gathered from forward to the end
-    of backward, one block is gathered at a time with the next prefetched ("unit") or every block stays
+    of backward, one block is gathered at a time while the next is prefetched ("unit") or every block stays
     gathered until its backward ("all"); the last reduce-scatter (the root's) holds the root's whole
     gradients and their flattened copy while its shard of the gradients does not exist yet."""
 
@@ -152,11 +152,13 @@ class _Comm:
         gathered = 2.0 if spec.dtype in ("bf16", "fp16", "bf16-pure") and prof.casts_params else 4.0
         root = (rest_w / 4.0 * gathered if spec.dtype != "bf16-pure" else rest_w) / prof.tp
         block = block_w / cfg.n_layers / prof.tp / 4.0 * gathered
-        if prof.param_div == 1:  # a shard group of one rank gathers nothing, but still copies to reduce
+        if prof.param_div == 1:  # a one-rank shard group copies shards into parameters, no all-gather buffer:
+            self.compute = root  # the root's copy is held while forward and backward compute
             root = 0.0
         else:
-            self.compute = root + (2 * block if prof.gathered == "unit" else cfg.n_layers * block)
-        if "params" in prof.offload:  # the shards are copied from host memory before each all-gather
+            # "unit": the block in use, and the next one's all-gather output with its copy into parameters
+            self.compute = root + (3 * block if prof.gathered == "unit" else cfg.n_layers * block)
+        if "params" in prof.offload and spec.device == "cuda":  # shards copied to the GPU before gathering
             self.compute += (root + 2 * block) / prof.param_div
         if not spec.lora_rank:  # frozen root weights have no gradients to reduce
             root_grads = rest_w / 4.0 * 4.0 / prof.tp
