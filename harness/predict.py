@@ -32,13 +32,11 @@ class MemoryProfile:
     param_div: int = 1
     grad_div: int = 1
     optim_div: int = 1
-    master_div: int = 0  # ZeRO keeps an fp32 copy of its optimizer partition: bytes / master_div (0: none)
     gathered: str = "none"  # "unit": one block gathered at a time (+ one prefetched); "all": fwd-to-bwd
     grad_buckets: bool = False  # DDP copies gradients into all-reduce buckets of the same total size
     tp: int = 1  # tensor-parallel degree: divides block weights and the activations inside attention/MLP
     offload: frozenset[str] = frozenset()  # terms held in host memory: "params", "grads", "optimizer"
     casts_params: bool = False  # 16-bit --dtype: the strategy gathers 16-bit params (FSDP's policy), no autocast
-    stores_16bit: bool = False  # 16-bit --dtype: the model's params and grads are 16-bit (DeepSpeed)
 
 
 @dataclass
@@ -89,17 +87,12 @@ def lora_params(cfg: ModelConfig, spec: RunSpec) -> int:
 def _state(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile) -> dict[str, float]:
     """Persistent model state per rank: params, grads (when all exist), optimizer (with a master copy)."""
     block_w, rest_w = weight_bytes(cfg, spec)
-    half = prof.stores_16bit and spec.dtype in ("bf16", "fp16")
-    if half:
-        block_w, rest_w = block_w / 2, rest_w / 2
     adapters = lora_params(cfg, spec)
     params = (block_w + rest_w) / prof.tp / prof.param_div + adapters * 4.0 / prof.param_div
     trainable = adapters if spec.lora_rank else cfg.param_count()
-    grad_width = 2.0 if spec.dtype == "bf16-pure" or half else 4.0
+    grad_width = 2.0 if spec.dtype == "bf16-pure" else 4.0
     grads = trainable * grad_width / prof.tp / prof.grad_div
     optim = trainable * OPTIMIZER_STATE.get(spec.optimizer, 8.0) / prof.tp / prof.optim_div
-    if prof.master_div:
-        optim += trainable * 4.0 / prof.master_div
     return {"params": params, "grads": grads, "optimizer": optim}
 
 
@@ -107,7 +100,7 @@ def predict(spec: RunSpec, profile: MemoryProfile, device: str = "cuda") -> Pred
     """The per-rank peak of `spec` under `profile`; `device` decides the context (and the offload pool)."""
     cfg = config_for(spec)
     state = _state(cfg, spec, profile)
-    shapes = Shapes.of(cfg, spec, profile.tp, casts_params=profile.casts_params or profile.stores_16bit)
+    shapes = Shapes.of(cfg, spec, profile.tp, casts_params=profile.casts_params)
     blocks = block_saved_bytes(shapes, spec)  # every block's saved tensors, checkpointing applied
     head = head_bytes(shapes, spec)
     host = sum(v for k, v in state.items() if k in profile.offload)
