@@ -1,20 +1,22 @@
-"""The tensors autograd keeps between forward and backward in a zoo model, counted from its code (zoo.py).
+"""The tensors autograd keeps between forward and backward in a zoo model, counted from its code (zoo.py)
+and checked tensor by tensor against `torch.autograd.graph.saved_tensors_hooks` on a real block.
 
-Per block, in order (t tokens of the micro-batch, d model width, kv the k/v width, f the MLP width; tensor
-parallel divides what lives between the column- and row-parallel projections):
-  norm 1   the block input x, x * rsqrt (normed) and normed * weight (the projections' input)
-  q, k, v  the projections; rotary embedding keeps q and k (its products save them) and returns qr, kr
-  GQA      k and v repeated to the query heads (the repeats are what attention keeps)
-  SDPA     q, k, v as given, the output and the log-sum-exp (flash/efficient kernels; the math kernel keeps
-           the t x t attention weights per head instead)
-  wo       the output made contiguous (heads back together)
-  norm 2   the residual h1, normed, normed * weight
-  MLP      w1 and w3 outputs, silu(w1 x), and the product w2 takes
-Under autocast (16-bit mixed precision with fp32 weights) each projection keeps its own 16-bit copy of its input
-and of its weight, rotary works on fp32 copies of q and k, and the residual stream stays fp32.  Where the
-parameters themselves are 16-bit (FSDP's mixed precision policy, bf16-pure, DeepSpeed) everything is 16-bit but
-the norms' fp32 internals.  Activation checkpointing keeps only each checkpointed block's input and recomputes
-one block at a time in backward.
+Per block (t tokens of the micro-batch, d model width, kv the k/v width, f the MLP width, r the LoRA rank;
+tensor parallelism divides what lives between the column- and row-parallel projections):
+  RMSNorm  its input and the rsqrt; `normed` only when the norm's weight trains (the weight's gradient needs
+           it).  Its input is upcast with .float(): a 16-bit input (FSDP's 16-bit parameters) leaves two fp32
+           copies, one saved by pow and one by the multiply.
+  linear   its input only when its weight trains (the weight's gradient); q/k/v share norm 1's output,
+           w1/w3 norm 2's, wo's is a view of SDPA's output.  Under autocast q/k/v/w1/w3 each keep their own
+           16-bit copy of the fp32 input (when the weight trains), and every projection a 16-bit copy of its
+           weight (always: the input's gradient needs it).
+  LoRA     an adapted projection keeps its input (shared with the base) and A's output (t x r).
+  rotary   nothing but its cos/sin tables (the multiplies save the constant operand).
+  SDPA     q, k, v as given (k, v repeated to the query heads under GQA), the output and the log-sum-exp
+           (flash/efficient kernels; the math kernel keeps the t x t attention weights per head instead).
+  MLP      w1 and w3 outputs and silu(w1 x) always; the product w2 takes only when w2 trains.
+Activation checkpointing keeps only each checkpointed block's input and recomputes one block at a time in
+backward.
 """
 
 from __future__ import annotations
@@ -58,32 +60,55 @@ class BlockBytes:
     recompute: float  # what one recomputed block holds during backward (0 without checkpointing)
 
 
-def saved_in_block(s: Shapes) -> float:
+LINEARS = ("wq", "wk", "wv", "wo", "w1", "w2", "w3")
+
+
+def trained_weights(spec: RunSpec) -> tuple[frozenset[str], frozenset[str]]:
+    """(block weights that get gradients, projections with LoRA adapters)."""
+    if not spec.lora_rank:
+        return frozenset(LINEARS) | {"norm"}, frozenset()
+    from harness.knobs import lora_modules
+
+    return frozenset(), frozenset(lora_modules(spec.lora_targets))
+
+
+def saved_in_block(s: Shapes, spec: RunSpec | None = None) -> float:
     """Bytes one block keeps for backward (no checkpointing)."""
+    trains, adapted = trained_weights(spec) if spec else (frozenset(LINEARS) | {"norm"}, frozenset())
+    rank = spec.lora_rank if spec else 0
     lo = 4.0 if s.compute == "fp32" else 2.0  # width of projection outputs and attention tensors
-    res = 2.0 if s.compute == "cast" else 4.0  # the residual stream and the norms' outputs
+    res = 2.0 if s.compute == "cast" else 4.0  # the residual stream
     t, d, kv, f, tp = s.t, s.d, s.kv, s.f, s.tp
-    norm = 3 * t * d * res  # x, normed, normed * weight
-    copies = 0.0
-    if s.compute == "autocast":  # each projection's own 16-bit copy of its input, and of its weight
-        copies = (3 * t * d + 2 * t * d) * 2.0  # wq/wk/wv take norm 1's output, w1/w3 norm 2's
-        copies += (2 * d * d + 2 * d * kv + 3 * d * f) / tp * 2.0
-    rope_in = (t * d + t * kv) / tp * 4.0  # q and k, or their fp32 copies under 16-bit compute
-    rotated = (t * d + t * kv) / tp * lo  # qr, kr
-    v = t * kv / tp * lo
-    repeat = 2 * t * d / tp * lo if s.gqa else 0.0  # k and v repeated; kr and v are then not kept
-    if s.gqa:
-        rotated -= t * kv / tp * lo
-        v = 0.0
-    sdpa = t * d / tp * lo + t * s.heads / tp * 4.0  # output, log-sum-exp
-    wo_in = t * d / tp * lo
-    norm2 = 3 * t * d * res
-    mlp = 4 * t * f / tp * lo
-    return norm + copies + rope_in + rotated + v + repeat + sdpa + wo_in + norm2 + mlp
+    out_width = {"wq": d / tp, "wk": kv / tp, "wv": kv / tp, "wo": d, "w1": f / tp, "w3": f / tp, "w2": d}
+    in_width = {"wq": d, "wk": d, "wv": d, "wo": d / tp, "w1": d, "w3": d, "w2": f / tp}
+
+    def needs_input(name: str) -> bool:
+        return name in trains or name in adapted
+
+    def norm() -> float:
+        kept = t * d * 4.0 * (2 if s.compute == "cast" else 1) + t * 4.0  # input (fp32 copies), rsqrt
+        return kept + (t * d * res if "norm" in trains else 0.0)  # normed, for the weight's gradient
+
+    def inputs(names: tuple[str, ...]) -> float:
+        """q/k/v (norm 1's output) or w1/w3 (norm 2's): one shared input, or under autocast one 16-bit copy
+        per projection whose weight trains."""
+        wanted = [n for n in names if needs_input(n)]
+        if s.compute == "autocast":
+            return sum(t * in_width[n] * 2.0 for n in wanted)
+        return t * in_width[names[0]] * lo if wanted else 0.0
+
+    # wo's input is SDPA's output (a view) and w2's the MLP product: both already 16-bit under autocast
+    weight_copies = sum(in_width[n] * out_width[n] * 2.0 for n in LINEARS) if s.compute == "autocast" else 0.0
+    lora = sum(t * rank * lo for n in adapted)  # A's output
+    heads = 2 * t * d / tp if s.gqa else 2 * t * kv / tp  # k and v as SDPA gets them
+    sdpa = (t * d / tp + heads + t * d / tp) * lo + t * s.heads / tp * 4.0  # q, k, v, output, log-sum-exp
+    mlp = 3 * t * f / tp * lo + (t * f / tp * lo if needs_input("w2") else 0.0)
+    return (2 * norm() + inputs(("wq", "wk", "wv")) + inputs(("w1", "w3")) + weight_copies + sdpa + mlp
+            + lora)
 
 
 def block_saved_bytes(s: Shapes, spec: RunSpec) -> BlockBytes:
-    one = saved_in_block(s)
+    one = saved_in_block(s, spec)
     if spec.activation_checkpointing == "off":
         return BlockBytes(s.layers * one, 0.0)
     res = 2.0 if s.compute == "cast" else 4.0

@@ -4,7 +4,8 @@ The step is followed through the phases where the allocator's peak can fall, and
   forward end    model state + every saved activation + the logits and their log-softmax;
   backward start the same, the log-softmax's gradient and the logits' gradient (three vocabulary-wide tensors);
   backward end   model state + every gradient (activations freed);
-  optimizer step model state + gradients + the optimizer's temporaries (foreach keeps a full-size copy).
+  optimizer step model state + gradients + the optimizer's temporaries (foreach keeps a full-size copy);
+  root re-gathered (FSDP full shard) the root's all-gather before backward, beside its gathered parameters.
 Model state per rank comes from the strategy's `MemoryProfile` (what it shards, gathers, copies or offloads);
 activations from the tensors autograd saves in a zoo block (`activations.py`).  The figure is what the
 allocator holds (CUDA max allocated, the CPU counter); the CUDA context is a separate line that `fits` adds.
@@ -37,6 +38,7 @@ class MemoryProfile:
     tp: int = 1  # tensor-parallel degree: divides block weights and the activations inside attention/MLP
     offload: frozenset[str] = frozenset()  # terms held in host memory: "params", "grads", "optimizer"
     casts_params: bool = False  # 16-bit --dtype: the strategy gathers 16-bit params (FSDP's policy), no autocast
+    keeps_root: bool = False  # FSDP over a one-rank mesh: the root's gathered copy outlives the optimizer step
 
 
 @dataclass
@@ -110,12 +112,22 @@ def predict(spec: RunSpec, profile: MemoryProfile, device: str = "cuda") -> Pred
     acts = blocks.total + head.forward
     phases = {
         "forward end": {"activations": acts, "temporaries": blocks.recompute, "comm": comm.compute},
-        "backward start": {"activations": acts, "temporaries": head.backward, "comm": comm.compute},
+        "backward start": {"activations": acts, "temporaries": head.backward, "comm": comm.backward_start},
         "backward end": {"grads": state["grads"] - comm.root_grad_shard, "temporaries": blocks.recompute,
                          "comm": comm.last_reduce},
         "optimizer step": {"grads": state["grads"], "comm": comm.idle,
                            "temporaries": _optimizer_temporaries(cfg, spec, profile, device)},
     }
+    if profile.gathered == "unit" and profile.param_div > 1:
+        # the last block's backward: its gathered parameters and the next block's prefetch, every block's
+        # activations, the logits' gradient and the output projection's whole gradient (reduced at the end)
+        output_grad = 0.0 if spec.lora_rank else cfg.vocab_size * cfg.dim * 4.0 / profile.tp
+        phases["last block's backward"] = {"activations": blocks.total, "comm": comm.compute,
+                                           "temporaries": head.backward / 2 + output_grad}
+    if comm.regather:  # the log-softmax's output and gradient are gone, the logits' gradient is not
+        logits = head.backward / 2
+        phases["root re-gathered"] = {"activations": acts - logits, "temporaries": logits,
+                                      "comm": comm.regather}
     best, best_parts = "", {"total": -1.0}
     for name, extra in phases.items():
         parts = {"params": state["params"], "grads": 0.0, "optimizer": state["optimizer"], "activations": 0.0,
@@ -135,7 +147,8 @@ class _Comm:
     gradients and their flattened copy while its shard of the gradients does not exist yet."""
 
     def __init__(self, cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, state: dict[str, float]) -> None:
-        self.compute = self.last_reduce = self.idle = self.root_grad_shard = 0.0
+        self.compute = self.last_reduce = self.idle = self.root_grad_shard = self.regather = 0.0
+        self.backward_start = 0.0
         if prof.grad_buckets:
             self.compute = self.last_reduce = self.idle = state["grads"] * prof.grad_div
             return
@@ -147,10 +160,18 @@ class _Comm:
         block = block_w / cfg.n_layers / prof.tp / 4.0 * gathered
         if prof.param_div == 1:  # a one-rank shard group copies shards into parameters, no all-gather buffer:
             self.compute = root  # the root's copy is held while forward and backward compute
+            self.idle = root if prof.keeps_root else 0.0
             root = 0.0
         else:
             # "unit": the block in use, and the next one's all-gather output with its copy into parameters
             self.compute = root + (3 * block if prof.gathered == "unit" else cfg.n_layers * block)
+            if prof.gathered == "unit":  # FSDP2 keeps the root gathered after forward, yet all-gathers it
+                self.regather = 2 * root  # again before backward: its parameters and the new buffer
+        # between the head's forward and backward every block is resharded ("unit"): only the root is gathered;
+        # a one-rank shard group (HSDP's) frees the root's copy after forward and copies it again for backward
+        self.backward_start = self.compute if prof.gathered != "unit" or prof.keeps_root else root
+        if prof.param_div == 1 and prof.gathered == "unit" and not prof.keeps_root:
+            self.regather, self.backward_start = self.compute, 0.0
         if "params" in prof.offload and spec.device == "cuda":  # shards copied to the GPU before gathering
             self.compute += (root + 2 * block) / prof.param_div
         if not spec.lora_rank:  # frozen root weights have no gradients to reduce
@@ -160,12 +181,12 @@ class _Comm:
 
 
 def _optimizer_temporaries(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, device: str) -> float:
-    """torch's AdamW runs foreach on CUDA: one full-size temporary (sqrt of the second moments); on CPU it
-    runs per tensor, so the largest parameter sets the temporary."""
+    """torch's AdamW runs foreach on CUDA: one full-size temporary (sqrt of the second moments, divided in
+    place); on CPU it runs per tensor, and the largest parameter's sqrt and its quotient set the peak."""
     trainable = lora_params(cfg, spec) if spec.lora_rank else cfg.param_count()
     if spec.optimizer != "adamw" or "optimizer" in prof.offload:
         return 0.0
     if device == "cuda":
         return trainable * 4.0 / prof.tp / prof.optim_div
-    largest = cfg.vocab_size * cfg.dim if not spec.lora_rank else cfg.ffn_dim * spec.lora_rank
-    return largest * 4.0 / prof.optim_div
+    largest = cfg.vocab_size * cfg.dim / prof.tp if not spec.lora_rank else cfg.ffn_dim * spec.lora_rank
+    return 2 * largest * 4.0 / prof.optim_div  # sqrt(v) and sqrt(v) / bias correction, briefly both alive
