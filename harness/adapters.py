@@ -59,9 +59,11 @@ def add_adapters(model: nn.Module, spec: RunSpec) -> nn.Module:
     if not spec.lora_rank or spec.quant != "none":
         return model
     from peft import inject_adapter_in_model
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
 
-    model = inject_adapter_in_model(_lora_config(spec), model, low_cpu_mem_usage=True)
-    model.to(param_dtype(spec))
+    with unset_fake_temporarily():  # the model is on meta: keep it there when simulate's fake mode is on
+        model = inject_adapter_in_model(_lora_config(spec), model, low_cpu_mem_usage=True)
+        model.to(param_dtype(spec))
     freeze_base(model)
     return model
 

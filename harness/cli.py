@@ -10,7 +10,7 @@ from typing import NoReturn
 
 from rich.table import Table
 
-from harness import estimate
+from harness import estimate, simulate_cli
 from harness.cli_flags import float_arg, int_arg, spec_fields, spec_flags
 from harness.nodes import rendezvous_from
 from harness.report import console
@@ -33,11 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="measure one spec under torchrun")
     spec_flags(run, sweep=False)
     run.add_argument("--json", action="store_true", help="print the record as one JSON line, last on stdout")
+    add_side_by_side_flags(run)
     run.add_argument("--dry-run", action="store_true", help="validate and print the spec and the framework's "
                      "config (DeepSpeed's JSON) without launching")
     sweep = sub.add_parser("sweep", help="measure a preset matrix of specs")
-    sweep.add_argument("--preset", default="smoke", help="smoke, strategies, memory, gpu, levers or lora-ranks "
-                       "(harness/sweep.py)")
+    sweep.add_argument("--preset", default="smoke", help="smoke, strategies, memory, gpu, levers, lora-ranks "
+                       "or accuracy (harness/sweep.py)")
     sweep.add_argument("--models", help="comma-separated zoo names (replace the preset's)")
     sweep.add_argument("--strategies", help="comma-separated strategy names (replace the preset's)")
     sweep.add_argument("--nproc", type=int_arg, default=None, help="ranks for every strategy but single")
@@ -47,8 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--exact-preset", action="store_true", help="run the preset as defined, without the "
                        "substitutions it makes on this machine (16-bit rows on a CPU without fast bf16)")
     sweep.add_argument("--fail-on-error", action="store_true", help="exit 1 if any run is not ok")
+    add_side_by_side_flags(sweep)
     spec_flags(sweep, sweep=True)
     estimate.add_parser(sub, spec_flags)
+    simulate_cli.add_parser(sub, spec_flags)
     sub.add_parser("strategies", help="list strategies")
     sub.add_parser("zoo", help="list models with exact parameter counts")
     show = sub.add_parser("show", help="stored records as a table")
@@ -72,11 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_side_by_side_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--predict", action="store_true", help="store estimate's peak beside the measured one")
+    parser.add_argument("--simulate", action="store_true", help="store simulate's peak beside the measured one "
+                        "(a fake-tensor run of the same spec, in a process of its own)")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from harness import store
     from harness.launch import launch
     from harness.record import FOLLOWER, failed
     from harness.report import print_records
+    from harness.side_by_side import annotate
     from strategies import get_strategy
 
     spec = RunSpec(**spec_fields(args))
@@ -87,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             config = get_strategy(spec.strategy).framework_config(spec)
             print(json.dumps({"spec": json.loads(spec.to_json()), "framework_config": config}, indent=2))
             return 0
-        record = launch(spec, rdzv)
+        record = annotate(launch(spec, rdzv), args.predict, args.simulate)
     except Unsupported as why:
         record = failed(spec, "unsupported", str(why))
     if not args.no_store and record.status != FOLLOWER:
@@ -125,7 +135,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if note:
         print(note, file=sys.stderr)
     store_path = None if args.no_store else (args.store or default_store())
-    records = run_sweep(specs, store_path, show_progress=sys.stderr.isatty(), rdzv=rendezvous_from(args))
+    records = run_sweep(specs, store_path, show_progress=sys.stderr.isatty(), rdzv=rendezvous_from(args),
+                        predict=args.predict, simulate=args.simulate)
     rows = [r.to_row() for r in records]
     print_records(rows, title=f"spacetime sweep --preset {args.preset}")
     extra = TABLES.get(PRESETS[args.preset].table)
@@ -210,7 +221,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "strategies": cmd_strategies, "zoo": cmd_zoo, "show": cmd_show,
-            "report": cmd_report, "compare": cmd_compare, "estimate": estimate.cmd_estimate}
+            "report": cmd_report, "compare": cmd_compare, "estimate": estimate.cmd_estimate,
+            "simulate": simulate_cli.cmd_simulate}
 
 
 def main(argv: list[str] | None = None) -> int:

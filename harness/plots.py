@@ -2,7 +2,8 @@
 
 - tradeoff.png: peak memory per rank (x) against global tokens/s (y), one panel per model, the Pareto front
   (no other strategy is both smaller and faster) joined by a line: the space-versus-time picture;
-- rank_memory.png: every rank's peak memory per strategy, so uneven sharding shows.
+- rank_memory.png: every rank's peak memory per strategy, so uneven sharding shows;
+- accuracy.png: predicted and simulated peaks against measured ones, where records carry them.
 """
 
 from __future__ import annotations
@@ -110,7 +111,8 @@ def plot_rank_memory(rows: list[dict[str, Any]], path: Path) -> Path:
 
 
 _COLUMNS = [("strategy", "strategy"), ("knobs", "knobs"), ("ranks", "world_size"), ("status", "status"),
-            ("peak MiB", "peak_bytes"), ("RSS MiB", "rss_peak_bytes"), ("s/step p50", "step_s_p50"),
+            ("peak MiB", "peak_bytes"), ("predicted MiB", "predicted_peak_bytes"),
+            ("simulated MiB", "simulated_peak_bytes"), ("RSS MiB", "rss_peak_bytes"), ("s/step p50", "step_s_p50"),
             ("p10", "step_s_p10"), ("p90", "step_s_p90"), ("tokens/s", "tokens_per_s"), ("MFU", "mfu"),
             ("loss", "loss")]
 
@@ -152,5 +154,9 @@ def write_html(rows: list[dict[str, Any]], out: Path, images: list[Path]) -> Pat
 def write_report(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     """tradeoff.png, rank_memory.png and index.html in `out`; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
+    from harness.accuracy_plot import has_figures, plot_accuracy
+
     images = [plot_tradeoff(rows, out / "tradeoff.png"), plot_rank_memory(rows, out / "rank_memory.png")]
+    if has_figures(rows):
+        images.append(plot_accuracy(rows, out / "accuracy.png"))
     return [*images, write_html(rows, out, images)]

@@ -15,7 +15,8 @@ from harness.measure import peak_flops, percentile
 from harness.spec import RunSpec
 from harness.zoo import config_for
 
-SCHEMA_VERSION = 3  # 2: memory knob columns, trainable_params, optimizer_class; 3: nnodes
+SCHEMA_VERSION = 4  # 2: memory knob columns, trainable_params, optimizer_class; 3: nnodes;
+#                    4: predicted_peak_bytes, simulated_peak_bytes, simulate_error
 STATUSES = ("ok", "oom", "timeout", "error", "unsupported")
 FOLLOWER = "follower"  # a non-zero node of a multi-node run finished its part; never stored
 
@@ -50,6 +51,11 @@ class Record:
     mfu: float | None = None
     loss: float | None = None
     wall_s: float | None = None
+    # beside the measured peak (run/sweep --predict --simulate): `estimate`'s and `simulate`'s figures for
+    # the same spec and device, comparable with peak_bytes; simulate_error says why there is no simulation
+    predicted_peak_bytes: int | None = None
+    simulated_peak_bytes: int | None = None
+    simulate_error: str | None = None
     env: dict[str, Any] = field(default_factory=dict)
 
     def to_row(self) -> dict[str, Any]:

@@ -34,7 +34,20 @@ def _layout(row: dict[str, Any]) -> str:
     return f"{row['world_size']}{hosts} (dp {dp}, tp {row['mesh_tp']})"
 
 
+def _beside(row: dict[str, Any], kind: str) -> str:
+    """A predicted or simulated peak in MiB with its error against the measured one."""
+    from harness.side_by_side import ERROR_COLUMNS, relative_error
+
+    value = row.get(ERROR_COLUMNS[kind])
+    if value is None:
+        return "-"
+    error = relative_error(row, kind)
+    return _mib(value) + ("" if error is None else f" ({error:+.1%})")
+
+
 def records_table(rows: Iterable[dict[str, Any]], title: str | None = None) -> Table:
+    rows = list(rows)
+    beside = [k for k in ("predicted", "simulated") if any(r.get(f"{k}_peak_bytes") is not None for r in rows)]
     table = Table(title=title, header_style="bold")
     for name, justify in [("model", "left"), ("strategy", "left"), ("knobs", "left"), ("ranks", "left"),
                           ("device", "left"),
@@ -42,6 +55,9 @@ def records_table(rows: Iterable[dict[str, Any]], title: str | None = None) -> T
                           ("RSS MiB", "right"), ("s/step p50 [p10-p90]", "right"), ("tokens/s", "right"),
                           ("MFU", "right"), ("loss", "right")]:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        if name == "peak MiB":
+            for kind in beside:
+                table.add_column(f"{kind} MiB (error)", justify="right")
     for row in rows:
         status = row["status"]
         style = _STATUS_STYLE.get(status, "red")
@@ -49,7 +65,8 @@ def records_table(rows: Iterable[dict[str, Any]], title: str | None = None) -> T
         table.add_row(
             row["model"], row["strategy"], knob_label(row), _layout(row), row["device"],
             f"[{style}]{status}[/{style}]", shape,
-            _mib(row.get("peak_bytes")), _mib(row.get("rss_peak_bytes")), _step(row),
+            _mib(row.get("peak_bytes")), *(_beside(row, kind) for kind in beside),
+            _mib(row.get("rss_peak_bytes")), _step(row),
             "-" if row.get("tokens_per_s") is None else f"{row['tokens_per_s']:,.0f}",
             "-" if row.get("mfu") is None else f"{row['mfu']:.1%}",
             "-" if row.get("loss") is None else f"{row['loss']:.5f}",

@@ -73,6 +73,8 @@ _LEVERS: tuple[dict[str, Any], ...] = (
     {"dtype": "bf16", "activation_checkpointing": "full", "lora_rank": 8, "optimizer": "adamw8bit"},
     {"dtype": "bf16", "activation_checkpointing": "full", "lora_rank": 8, "optimizer": "adamw8bit", "quant": "nf4"},
 )
+_ACCURACY = tuple({"dtype": d, "activation_checkpointing": c, "lora_rank": r}
+                  for d in ("fp32", "bf16") for c in ("off", "full") for r in (0, 8))
 _LORA_RANKS = tuple({"lora_rank": r, "batch_size": b, "dtype": "bf16", "quant": "nf4", "lora_targets": "all-linear"}
                     for b in (2, 4, 8, 12) for r in (2, 4, 8))
 
@@ -97,6 +99,10 @@ PRESETS: dict[str, Preset] = {
     "lora-ranks": Preset(("single",), ("125m",), nproc=1, global_batch=1, seq_len=256, warmup=1, steps=1,
                          variants=_LORA_RANKS, cuda_models=("8b",), table="lora-ranks",
                          slow_cpu_fields={"dtype": "fp32"}),
+    # measured beside predicted and simulated peaks: every core strategy x {fp32, bf16 mixed} x {checkpointing
+    # off, full} x {full fine-tuning, LoRA}, on tiny and 125m (run with --predict --simulate)
+    "accuracy": Preset(CORE, ("tiny", "125m"), nproc=2, global_batch=4, seq_len=64, warmup=1, steps=1,
+                       variants=_ACCURACY),
 }
 
 
@@ -178,9 +184,12 @@ def validate_all(specs: list[RunSpec]) -> list[RunSpec | Record]:
 
 
 def run_sweep(specs: list[RunSpec], store_path: Path | None, show_progress: bool = True,
-              rdzv: Rendezvous | None = None) -> list[Record]:
+              rdzv: Rendezvous | None = None, predict: bool = False, simulate: bool = False) -> list[Record]:
     """Launch each valid spec in turn; on several hosts (`rdzv`) every host runs the same plan, the runs on
-    one host (`single`) on node 0 only, and only node 0 stores records."""
+    one host (`single`) on node 0 only, and only node 0 stores records.  `predict`/`simulate` add those
+    peaks to each record that ran (side_by_side.annotate)."""
+    from harness.side_by_side import annotate
+
     follower = rdzv is not None and rdzv.node_rank > 0
     planned = [(i, s) for i, s in enumerate(validate_all(specs))  # i: the run's rendezvous, the same everywhere
                if not follower or (not isinstance(s, Record) and s.nnodes > 1)]
@@ -192,6 +201,8 @@ def run_sweep(specs: list[RunSpec], store_path: Path | None, show_progress: bool
             label = item.spec if isinstance(item, Record) else item
             progress.update(task, description=f"{label.strategy} on {label.model} ({label.nproc} ranks)")
             record = item if isinstance(item, Record) else launch(item, rdzv.with_run(index) if rdzv else None)
+            if record.status != "unsupported":
+                annotate(record, predict, simulate)
             if store_path is not None and record.status != FOLLOWER:
                 store.append([record], store_path)
             records.append(record)

@@ -26,15 +26,16 @@ SyncControl = Callable[[bool], AbstractContextManager[Any]]  # is-last-micro-bat
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def make_optimizer_factory(spec: RunSpec) -> OptimizerFactory:
-    """The optimizer over the parameters that train (LoRA: the adapters only)."""
+def make_optimizer_factory(spec: RunSpec, foreach: bool | None = None) -> OptimizerFactory:
+    """The optimizer over the parameters that train (LoRA: the adapters only).  `foreach`: torch's choice
+    (None: foreach on CUDA, per tensor on CPU) unless forced, as the simulator does for a CUDA target."""
 
     def make(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         trainable = [p for p in params if p.requires_grad]
         if spec.optimizer == "adamw":
-            return torch.optim.AdamW(trainable, lr=spec.lr, weight_decay=0.0)
+            return torch.optim.AdamW(trainable, lr=spec.lr, weight_decay=0.0, foreach=foreach)
         if spec.optimizer == "sgd":
-            return torch.optim.SGD(trainable, lr=spec.lr, momentum=0.9)
+            return torch.optim.SGD(trainable, lr=spec.lr, momentum=0.9, foreach=foreach)
         if spec.optimizer == "adafactor":
             return torch.optim.Adafactor(trainable, lr=spec.lr)
         if spec.optimizer == "adamw8bit":

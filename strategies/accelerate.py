@@ -46,6 +46,8 @@ def _wrapper_names(fsdp: bool) -> tuple[str, ...]:
 class Accelerate(Strategy):
     knobs = ALL_KNOBS - {"quant"}
     why_not = ACCELERATE_LIMITS
+    simulate_why_not = ("Accelerator.prepare moves the model to its device itself, which fails on a model that "
+                        "holds fake tensors; simulate ddp or fsdp_full_shard, which it wraps")
 
     def __init__(self, name: str, description: str = "", fsdp: bool = False) -> None:
         super().__init__(name, description)

@@ -62,6 +62,8 @@ class Strategy:
     # The optimizer comes through the factory `wrap` is given.
     knobs: frozenset[str] = frozenset({"optimizer"})
     why_not: dict[str, str] = {}
+    # Why `spacetime simulate` cannot run this strategy under fake tensors; None: it can (harness/simulate.py).
+    simulate_why_not: str | None = None
 
     def __init__(self, name: str, description: str = "") -> None:
         self.name = name

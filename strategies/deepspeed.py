@@ -95,6 +95,8 @@ def ds_config(spec: RunSpec, stage: int, offload_optimizer: bool = False, offloa
 class DeepSpeedZero(Strategy):
     knobs = ALL_KNOBS - {"quant"}
     why_not = ZERO_LIMITS
+    simulate_why_not = ("DeepSpeed's engine reads real data while it sets up (flat partitions, C++ ops, "
+                        "launcher environment); measure it with `spacetime run`")
 
     def __init__(self, name: str, description: str = "", stage: int = 1, offload_optimizer: bool = False,
                  offload_params: bool = False) -> None:

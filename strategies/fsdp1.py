@@ -42,6 +42,8 @@ FLAT_LIMITS = {
 class FSDP1(Strategy):
     knobs = ALL_KNOBS - {"quant"}
     why_not = FLAT_LIMITS
+    simulate_why_not = ("MemTracker hooks each parameter's gradient, and FSDP1's parameters are views into flat "
+                        "parameters (non-leaf tensors, measured with torch 2.13); simulate FSDP2 (fsdp_*) instead")
 
     def __init__(self, name: str, description: str = "", sharding: str = "FULL_SHARD",
                  offload: bool = False) -> None:

@@ -30,6 +30,10 @@ BAD_INPUT = [
     ["run", "--strategy", "ddp", "--nproc", "2", "--nnodes", "2", "--rdzv-endpoint", "h:1", "--node-rank", "2"],
     ["run", "--strategy", "ddp", "--nproc", "3", "--nnodes", "2", "--rdzv-endpoint", "h:1"],
     ["run", "--strategy", "ddp", "--nproc", "2", "--node-rank", "1"],
+    ["simulate", "--model", "nope"],
+    ["simulate", "--strategy", "tp", "--nproc", "3"],
+    ["simulate", "--gpu", "H100-81GB"],
+    ["simulate", "--gpu-memory", "lots"],
     ["bogus-command"],
 ]
 
@@ -66,7 +70,7 @@ def test_zoo_lists_exact_counts() -> None:
 @pytest.mark.slow
 def test_run_json_is_the_last_stdout_line_and_is_stored(store_dir: Path) -> None:
     result = spacetime("run", "--model", "tiny", "--strategy", "ddp", "--nproc", "2", "--steps", "3",
-                       "--batch-size", "2", "--seq-len", "32", "--json", store=store_dir)
+                       "--batch-size", "2", "--seq-len", "32", "--json", "--predict", "--simulate", store=store_dir)
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.strip().splitlines()[-1])
     for key in ("status", "strategy", "model", "world_size", "device", "peak_bytes", "rss_peak_bytes",
@@ -78,7 +82,13 @@ def test_run_json_is_the_last_stdout_line_and_is_stored(store_dir: Path) -> None
     assert record["peak_bytes"] == max(record["peak_bytes_per_rank"]) > 0
     assert record["rss_peak_bytes"] > record["peak_bytes"]
     assert record["mfu"] is None  # no peak FLOP rate is known for a CPU
+    # the three figures side by side: simulate plays one rank of the same program (ranks differ only by when
+    # gloo's worker thread lets go of finished collectives' buffers, which can only add)
+    assert record["simulate_error"] is None
+    assert record["simulated_peak_bytes"] == pytest.approx(min(record["peak_bytes_per_rank"]), rel=0.01)
+    assert record["predicted_peak_bytes"] == pytest.approx(record["peak_bytes"], rel=0.05)
 
     shown = spacetime("show", "--strategy", "ddp", store=store_dir)
     assert shown.returncode == 0 and "ddp" in shown.stdout and "1 record(s)" in shown.stdout
+    assert "predicted MiB (error)" in shown.stdout and "simulated MiB (error)" in shown.stdout
     assert "no records" in spacetime("show", "--strategy", "tp", store=store_dir).stdout

@@ -1,0 +1,82 @@
+"""Build `benchmarks/results/accuracy-cpu.json` from stores holding `spacetime sweep --preset accuracy` runs:
+every measured case with its per-rank peaks over all repeats, and the predicted and simulated peaks of the
+same spec, computed here.  tests/test_accuracy.py holds them to 5% and 1%.
+
+    spacetime sweep --preset accuracy --store A            # the matrix (tiny and 125m)
+    spacetime sweep --preset accuracy --models tiny --store B   # tiny again: a second sample per case
+    python -m benchmarks.accuracy A B                      # -> benchmarks/results/accuracy-cpu.json
+
+The reference of a case is the smallest per-rank peak over its ranks and repeats.  Every rank of these
+layouts runs the same shapes, so each is a sample of one program's peak; they differ only when gloo's worker
+thread lets go of a finished collective's buffers after the training thread allocated its next tensor (the
+worker holds the work until it re-takes its lock), which can only add.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).parent / "results" / "accuracy-cpu.json"
+SPEC_KEYS = ("model", "strategy", "nproc", "batch_size", "seq_len", "dtype", "activation_checkpointing",
+             "lora_rank")
+
+
+def case_id(spec: dict[str, Any]) -> str:
+    knobs = [spec["dtype"], f"ckpt-{spec['activation_checkpointing']}", f"lora{spec['lora_rank']}"]
+    return "-".join([spec["model"], spec["strategy"], *knobs])
+
+
+def gather(stores: list[Path]) -> dict[str, dict[str, Any]]:
+    from harness.store import rows
+
+    cases: dict[str, dict[str, Any]] = {}
+    for store in stores:
+        for row in rows(store):
+            if row["status"] != "ok":
+                continue
+            spec = {k: row[k] for k in SPEC_KEYS}
+            case = cases.setdefault(case_id(spec), {"spec": spec, "measured_per_rank": []})
+            case["measured_per_rank"].append(row["peak_bytes_per_rank"])
+            case["device_name"] = row["device_name"]
+    return cases
+
+
+def add_figures(case: dict[str, Any]) -> None:
+    from harness.record import Record
+    from harness.side_by_side import predicted_peak
+    from harness.simulate import simulate
+    from harness.spec import RunSpec
+
+    names = {f.name for f in fields(RunSpec)}
+    spec = RunSpec(**{k: v for k, v in case["spec"].items() if k in names}, device="cpu").validate(measure=False)
+    case["reference_bytes"] = min(min(ranks) for ranks in case["measured_per_rank"])
+    case["predicted_bytes"] = predicted_peak(Record(spec, "ok"))
+    case["simulated_bytes"] = simulate(spec, "cpu").peak_bytes
+
+
+def main(argv: list[str]) -> int:
+    cases = gather([Path(a) for a in argv])
+    for i, (name, case) in enumerate(sorted(cases.items())):
+        add_figures(case)
+        print(f"[{i + 1}/{len(cases)}] {name}: reference {case['reference_bytes'] / 2**20:.2f} MiB, "
+              f"predicted {case['predicted_bytes'] / case['reference_bytes'] - 1:+.2%}, "
+              f"simulated {case['simulated_bytes'] / case['reference_bytes'] - 1:+.2%}", flush=True)
+    machine = next(iter(cases.values()))["device_name"] if cases else None
+    import torch
+
+    out = {"machine": f"{machine}, 2 cores, gloo ({platform.machine()})", "torch": torch.__version__,
+           "reference": "smallest per-rank peak over ranks and repeats (CPU counting allocator)",
+           "cases": dict(sorted(cases.items()))}
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {OUT} ({len(cases)} cases)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,73 @@
+"""`spacetime simulate`: the real step under fake tensors, its JSON contract, what it refuses, and the CUDA
+differences it applies.  (Its figures against measured ones: test_accuracy.py and test_cli.py.)"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from harness.predict import CATEGORIES, CUDA_CONTEXT_BYTES
+from harness.simulate import simulate
+from harness.spec import RunSpec
+
+TINY = RunSpec(model="tiny", batch_size=2, seq_len=32, device="cpu")
+
+
+def run_json(cli: Any, capsys: pytest.CaptureFixture[str], args: list[str]) -> dict[str, Any]:
+    from harness.cli import main
+
+    assert main(["simulate", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_json_has_estimates_keys_and_fits(cli: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_json(cli, capsys, ["--model", "tiny", "--strategy", "fsdp_full_shard", "--nproc", "4",
+                                 "--batch-size", "2", "--seq-len", "32", "--gpu-memory", "1GiB"])
+    assert set(out["breakdown"]) == set(CATEGORIES)
+    assert out["peak_bytes"] == sum(v for k, v in out["breakdown"].items() if k != "context") > 0
+    assert out["breakdown"]["context"] == CUDA_CONTEXT_BYTES  # the default target is CUDA, as for estimate
+    assert out["fits"]["fits"] is True and out["fits"]["capacity_bytes"] == 2**30
+    assert out["fits"]["free_bytes"] == 2**30 - out["device_bytes"]
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["--strategy", "zero3", "--nproc", "2"], "cannot simulate zero3: DeepSpeed"),
+    (["--strategy", "fsdp1_full_shard", "--nproc", "2"], "cannot simulate fsdp1_full_shard"),
+    (["--strategy", "accelerate_ddp", "--nproc", "2"], "cannot simulate accelerate_ddp"),
+    (["--lora-rank", "8", "--quant", "nf4"], "cannot simulate --quant nf4: bitsandbytes"),
+    (["--optimizer", "adamw8bit"], "cannot simulate --optimizer adamw8bit"),
+])
+def test_says_plainly_what_it_cannot_simulate(cli: Any, args: list[str], reason: str) -> None:
+    code, err = cli(["simulate", "--model", "tiny", *args])
+    assert code == 1 and err.startswith(f"spacetime: unsupported: {reason}"), err
+    assert "Traceback" not in err
+
+
+def test_sharding_divides_model_state_across_the_simulated_world() -> None:
+    """FSDP2 over 2 and 4 fake ranks: AdamW state per rank halves, and the peak shrinks."""
+    by_world = {n: simulate(TINY.with_(strategy="fsdp_full_shard", nproc=n)) for n in (2, 4)}
+    optim = {n: sim.breakdown["optimizer"] for n, sim in by_world.items()}
+    assert optim[2] == pytest.approx(2 * optim[4], rel=0.02)
+    assert by_world[2].peak_bytes > by_world[4].peak_bytes
+
+
+def test_cuda_target_adds_rounding_foreach_temporaries_and_the_context() -> None:
+    cpu, cuda = simulate(TINY), simulate(TINY, device="cuda")
+    assert cpu.breakdown["context"] == 0 and cuda.breakdown["context"] == CUDA_CONTEXT_BYTES
+    # foreach AdamW holds full-size temporaries (the sqrt of every second moment) where the CPU's per-tensor
+    # loop holds one parameter's at a time: more than rounding alone could add (512 B per allocation)
+    assert cuda.peak_bytes - cpu.peak_bytes > 4 * 2**20
+    assert cuda.peak_bytes % 512 == 0  # every allocation rounded to CUDA's 512-byte blocks
+
+
+def test_leaves_no_process_group_or_patch_behind() -> None:
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import DeviceMesh
+
+    init = DeviceMesh.__init__
+    reduce_scatter = dist.reduce_scatter_single
+    simulate(TINY.with_(strategy="fsdp_tp", nproc=2))
+    assert not dist.is_initialized()
+    assert DeviceMesh.__init__ is init and dist.reduce_scatter_single is reduce_scatter
