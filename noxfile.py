@@ -1,5 +1,5 @@
 """nox sessions: `nox -s tests`, `nox -s lint`, `nox -s bench-cpu`, `nox -s bench-gpu`, `nox -s asv -- ARGS`,
-`nox -s report`.
+`nox -s report`, `nox -s gate`, `nox -s accuracy`.
 
 Torch is the heavy dependency, so sessions reuse an installed one: their virtualenvs see the system
 site-packages (the CUDA build on a GPU runner), and when nox itself runs from an environment that has torch
@@ -149,3 +149,16 @@ def gate(session: nox.Session) -> None:
     """The regression gate over the store (ci/gate arguments after --); fails on a regression."""
     _install(session, "dev")
     session.run(str(ROOT / "ci" / "gate"), "--store", STORE, *session.posargs, external=True)
+
+
+@nox.session(venv_params=VENV, default=False)
+def accuracy(session: nox.Session) -> None:
+    """The CPU accuracy matrix measured again (tiny twice, then 125m) with predicted and simulated peaks beside
+    it, rewritten into benchmarks/results/accuracy-cpu.json; then tests/test_accuracy.py on the new figures.
+    Hours on a CPU without fast bf16: 125m's 16-bit rows run about 30x slower than fp32 there."""
+    _install(session, "dev")
+    runs = Path(session.create_tmp()) / "accuracy"
+    session.run("spacetime", "sweep", "--preset", "accuracy", "--store", str(runs / "a"))
+    session.run("spacetime", "sweep", "--preset", "accuracy", "--models", "tiny", "--store", str(runs / "b"))
+    session.run("python", "-m", "benchmarks.accuracy", str(runs / "a"), str(runs / "b"))
+    session.run("python", "-m", "pytest", "tests/test_accuracy.py", *session.posargs)

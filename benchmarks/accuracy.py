@@ -5,6 +5,7 @@ same spec, computed here.  tests/test_accuracy.py holds them to 5% and 1%.
     spacetime sweep --preset accuracy --store A            # the matrix (tiny and 125m)
     spacetime sweep --preset accuracy --models tiny --store B   # tiny again: a second sample per case
     python -m benchmarks.accuracy A B                      # -> benchmarks/results/accuracy-cpu.json
+    python -m benchmarks.accuracy --reuse-simulated A B    # keep the file's simulated figures (same code)
 
 The reference of a case is the smallest per-rank peak over its ranks and repeats.  Every rank of these
 layouts runs the same shapes, so each is a sample of one program's peak; they differ only when gloo's worker
@@ -46,7 +47,7 @@ def gather(stores: list[Path]) -> dict[str, dict[str, Any]]:
     return cases
 
 
-def add_figures(case: dict[str, Any]) -> None:
+def add_figures(case: dict[str, Any], simulated: int | None = None) -> None:
     from harness.record import Record
     from harness.side_by_side import predicted_peak
     from harness.simulate import simulate
@@ -56,13 +57,16 @@ def add_figures(case: dict[str, Any]) -> None:
     spec = RunSpec(**{k: v for k, v in case["spec"].items() if k in names}, device="cpu").validate(measure=False)
     case["reference_bytes"] = min(min(ranks) for ranks in case["measured_per_rank"])
     case["predicted_bytes"] = predicted_peak(Record(spec, "ok"))
-    case["simulated_bytes"] = simulate(spec, "cpu").peak_bytes
+    case["simulated_bytes"] = simulated if simulated is not None else simulate(spec, "cpu").peak_bytes
 
 
 def main(argv: list[str]) -> int:
-    cases = gather([Path(a) for a in argv])
+    reuse = "--reuse-simulated" in argv
+    cases = gather([Path(a) for a in argv if a != "--reuse-simulated"])
+    old = json.loads(OUT.read_text())["cases"] if reuse and OUT.exists() else {}
     for i, (name, case) in enumerate(sorted(cases.items())):
-        add_figures(case)
+        same = old.get(name, {}).get("spec") == case["spec"]
+        add_figures(case, old[name]["simulated_bytes"] if same else None)
         print(f"[{i + 1}/{len(cases)}] {name}: reference {case['reference_bytes'] / 2**20:.2f} MiB, "
               f"predicted {case['predicted_bytes'] / case['reference_bytes'] - 1:+.2%}, "
               f"simulated {case['simulated_bytes'] / case['reference_bytes'] - 1:+.2%}", flush=True)

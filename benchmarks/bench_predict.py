@@ -55,3 +55,25 @@ class PredictedPeak:
         return float(predict(spec, get_strategy(strategy).memory_profile(spec)).peak_bytes)  # type: ignore[arg-type]
 
     track_predicted_peak_bytes.unit = "bytes"  # type: ignore[attr-defined]
+
+
+class Simulate:
+    """`spacetime simulate` for 7b on 8 fake ranks, bf16 mixed, 1 x 2048 (the issue's bar: 20 s and 1 GiB RSS
+    on a 2-core laptop CPU): wall seconds, and the simulated peak tracked like the predicted one."""
+
+    params = (["fsdp_full_shard", "fsdp_tp"],)
+    param_names = ("strategy",)
+    timeout = 300
+    number, repeat, rounds = 1, 1, 1
+
+    def time_simulate_7b(self, strategy: str) -> None:
+        from harness.simulate import simulate
+
+        simulate(_spec("7b", strategy))
+
+    def track_simulated_peak_bytes_7b(self, strategy: str) -> float:
+        from harness.simulate import simulate
+
+        return float(simulate(_spec("7b", strategy)).peak_bytes)
+
+    track_simulated_peak_bytes_7b.unit = "bytes"  # type: ignore[attr-defined]

@@ -128,6 +128,12 @@ def predict(spec: RunSpec, profile: MemoryProfile, device: str = "cuda") -> Pred
         logits = head.backward / 2
         phases["root re-gathered"] = {"activations": acts - logits, "temporaries": logits,
                                       "comm": comm.regather}
+    if spec.grad_accum > 1:  # from the second micro-batch on, the gradients accumulated so far are alive; FSDP
+        # skips its reduce-scatter until the last micro-batch, so it holds them unsharded
+        held = state["grads"] * (profile.grad_div if profile.gathered != "none" else 1)
+        for name in ("forward end", "backward start", "root re-gathered", "last block's backward"):
+            if name in phases:
+                phases[name]["grads"] = held
     best, best_parts = "", {"total": -1.0}
     for name, extra in phases.items():
         parts = {"params": state["params"], "grads": 0.0, "optimizer": state["optimizer"], "activations": 0.0,
@@ -186,7 +192,7 @@ def _optimizer_temporaries(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile,
     trainable = lora_params(cfg, spec) if spec.lora_rank else cfg.param_count()
     if spec.optimizer != "adamw" or "optimizer" in prof.offload:
         return 0.0
-    if device == "cuda":
+    if device == "cuda" and not (prof.tp > 1 and prof.gathered == "none"):  # plain TP runs per tensor
         return trainable * 4.0 / prof.tp / prof.optim_div
     largest = cfg.vocab_size * cfg.dim / prof.tp if not spec.lora_rank else cfg.ffn_dim * spec.lora_rank
     return 2 * largest * 4.0 / prof.optim_div  # sqrt(v) and sqrt(v) / bias correction, briefly both alive

@@ -44,6 +44,8 @@ STEPS = 2
 CANNOT = {  # knob values the simulator cannot run, and why
     "quant": "bitsandbytes quantizes real weights in its own CUDA/C++ kernels, which fake tensors cannot enter",
     "optimizer=adamw8bit": "torchao's 8-bit AdamW quantizes state blocks through real data",
+    "optimizer=adafactor": "torch's Adafactor reads a value on the host each step (.item()), which fake tensors lack",
+    "dtype=fp16": "the gradient scaler skips or takes each step from an inf check it reads on the host",
 }
 
 
@@ -230,6 +232,15 @@ def _tracker(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> Any:
                         param.register_hook(grad_seen),
                         param.register_post_accumulate_grad_hook(lambda p: grad_seen(p.grad)))
             return sizes
+
+        def _pre_fw_hook(self, module: nn.Module, inputs: Any) -> None:
+            # the root called again in forward is the next micro-batch (--grad-accum), not the next step:
+            # start the per-module stats afresh, which MemTracker otherwise refuses
+            name = self._mod_tracker.get_known_fqn(module)
+            if (module in self.memory_tracking and not self._mod_tracker.is_bw
+                    and set(self._mod_tracker.parents) - {name} == {"Global"}):
+                self.memory_tracking.clear()
+            super()._pre_fw_hook(module, inputs)
 
         def _update_peak_stats(self, peak_state: Any) -> None:
             # only the whole-process peak: the per-module peaks MemTracker also keeps cost a pass over every

@@ -32,10 +32,11 @@ def make_optimizer_factory(spec: RunSpec, foreach: bool | None = None) -> Optimi
 
     def make(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         trainable = [p for p in params if p.requires_grad]
+        each = False if _mixes_dtensors(trainable) else foreach
         if spec.optimizer == "adamw":
-            return torch.optim.AdamW(trainable, lr=spec.lr, weight_decay=0.0, foreach=foreach)
+            return torch.optim.AdamW(trainable, lr=spec.lr, weight_decay=0.0, foreach=each)
         if spec.optimizer == "sgd":
-            return torch.optim.SGD(trainable, lr=spec.lr, momentum=0.9, foreach=foreach)
+            return torch.optim.SGD(trainable, lr=spec.lr, momentum=0.9, foreach=each)
         if spec.optimizer == "adafactor":
             return torch.optim.Adafactor(trainable, lr=spec.lr)
         if spec.optimizer == "adamw8bit":
@@ -45,6 +46,15 @@ def make_optimizer_factory(spec: RunSpec, foreach: bool | None = None) -> Optimi
         raise ValueError(spec.optimizer)
 
     return make
+
+
+def _mixes_dtensors(params: list[nn.Parameter]) -> bool:
+    """Plain tensor parallelism leaves the norms' weights as plain tensors beside DTensor matrices; torch's
+    foreach kernels refuse such a list ("got mixed torch.Tensor and DTensor"), and foreach is torch's default
+    on CUDA, so these optimizers run per tensor."""
+    from torch.distributed.tensor import DTensor
+
+    return len({isinstance(p, DTensor) for p in params}) > 1
 
 
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

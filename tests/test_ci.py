@@ -57,7 +57,7 @@ def test_nox_sessions_and_defaults() -> None:
     assert listing.returncode == 0, listing.stderr
     marks = {line[2:].split(" -> ")[0]: line[0] for line in listing.stdout.splitlines() if " -> " in line}
     assert marks == {"tests": "*", "lint": "*", "bench-cpu": "*", "bench-gpu": "-", "asv": "-", "report": "-",
-                     "gate": "-"}
+                     "gate": "-", "accuracy": "-"}
 
 
 def test_bench_gpu_skips_cleanly_without_cuda(tmp_path: Path) -> None:

@@ -66,3 +66,27 @@ def test_cases_that_differ_in_knobs_stay_apart_and_say_which() -> None:
     lora = {**base, "lora_rank": 8}
     assert latest([base, lora]) == [base, lora]
     assert (case_name(base), case_name(lora)) == ("ddp x2", "ddp x2 [lora r8 q,v]")
+
+
+def test_predicted_and_simulated_figures_show_beside_the_measured_one(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from harness.report import records_table
+
+    rows = [_record("ddp", 100 << 20, 1100.0).to_row(), _record("tp", 50 << 20, 900.0).to_row()]
+    rows[0].update(predicted_peak_bytes=96 << 20, simulated_peak_bytes=100 << 20)
+    console = Console(width=250, record=True)
+    console.print(records_table(rows))
+    text = console.export_text()
+    assert "predicted MiB (error)" in text and "simulated MiB (error)" in text
+    assert "96.0 (-4.0%)" in text and "100.0 (+0.0%)" in text
+    paths = write_report(rows, tmp_path)
+    assert (tmp_path / "accuracy.png").read_bytes().startswith(PNG_MAGIC)
+    assert tmp_path / "accuracy.png" in paths
+    assert "accuracy.png" in (tmp_path / "index.html").read_text()
+    plain = [_record("ddp", 100 << 20, 1100.0).to_row()]  # no figures beside it: no extra columns, no plot
+    console = Console(width=250, record=True)
+    console.print(records_table(plain))
+    assert "predicted" not in console.export_text()
+    write_report(plain, tmp_path / "plain")
+    assert (tmp_path / "plain" / "tradeoff.png").exists() and not (tmp_path / "plain" / "accuracy.png").exists()

@@ -1,0 +1,96 @@
+"""predict and simulate against measurement over the CPU matrix: every core strategy x {fp32, bf16 mixed} x
+{checkpointing off, full} x {full fine-tuning, LoRA} on tiny and 125m, 2 ranks, 4 x 64 global.
+
+The measured figures are in benchmarks/results/accuracy-cpu.json (`spacetime sweep --preset accuracy`, then
+`python -m benchmarks.accuracy STORES`; the machine is named in the file).  A case's reference is its
+smallest per-rank peak over ranks and repeats (see benchmarks/accuracy.py for why).  Predictions are made
+here, live; simulations are in the file, and a sample of them is re-run here to show the code still gives
+them.  A case that misses is listed with its error and what the model lacks: fix the model, then delete it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.spec import RunSpec
+
+RESULTS = Path(__file__).parents[1] / "benchmarks" / "results" / "accuracy-cpu.json"
+CASES: dict[str, dict[str, Any]] = json.loads(RESULTS.read_text())["cases"]
+PREDICT_BOUND, SIMULATE_BOUND = 0.05, 0.01
+
+_GLOO = ("gloo allocates inside its c10d ops, out of the dispatcher's sight (measured on the fp32 case: real gloo "
+         "under MemTracker 62.42 MiB, counting allocator 63.92), and the fake process group allocates nothing")
+PREDICT_MISSES = {
+    "tiny-fsdp_hybrid_shard-fp32-ckpt-full-lora8":
+        "-5.1%: with checkpointing and LoRA, HSDP's one-rank shard group still holds the root's copy at the "
+        "start of backward (without checkpointing it has freed it); the model frees it in both",
+    "tiny-tp-bf16-ckpt-full-lora0": "-7.7%: the simulation misses it too (-5.4%); see SIMULATE_MISSES",
+}
+SIMULATE_MISSES = {
+    "tiny-fsdp_full_shard-fp32-ckpt-off-lora0": f"-2.4% (1.5 MiB, a block's reduce-scatter output): {_GLOO}",
+    "tiny-fsdp_offload-fp32-ckpt-off-lora0": f"-2.4% (1.5 MiB, as fsdp_full_shard): {_GLOO}",
+    "tiny-fsdp_full_shard-bf16-ckpt-off-lora8": "-7.5% (2.0 MiB): not explained yet; 125m's LoRA cases are exact",
+    "tiny-fsdp_offload-bf16-ckpt-off-lora8": "-7.5% (2.0 MiB), as fsdp_full_shard: not explained yet",
+    "tiny-fsdp_full_shard-bf16-ckpt-full-lora8": "-3.4% (0.8 MiB): not explained yet",
+    "tiny-fsdp_offload-bf16-ckpt-full-lora8": "-3.4% (0.8 MiB), as fsdp_full_shard: not explained yet",
+    "tiny-tp-bf16-ckpt-full-lora0": "-5.4% (2.7 MiB): not explained yet; tp in bf16 without checkpointing is exact",
+}
+
+# re-simulated live: one case per core strategy, each with a different knob combination (all eight appear)
+LIVE = ("tiny-single-bf16-ckpt-full-lora8", "tiny-ddp-fp32-ckpt-off-lora8", "tiny-fsdp_full_shard-fp32-ckpt-off-lora0",
+        "tiny-fsdp_shard_grad_op-bf16-ckpt-full-lora0", "tiny-fsdp_hybrid_shard-fp32-ckpt-full-lora8",
+        "tiny-fsdp_offload-bf16-ckpt-off-lora8", "tiny-tp-fp32-ckpt-full-lora0", "tiny-fsdp_tp-bf16-ckpt-off-lora0")
+
+
+def spec_of(name: str) -> RunSpec:
+    return RunSpec(**CASES[name]["spec"], device="cpu").validate(measure=False)
+
+
+def error(figure: int, name: str) -> float:
+    return figure / CASES[name]["reference_bytes"] - 1
+
+
+def _cases(misses: dict[str, str]) -> list[Any]:
+    return [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=misses[name])) if name in misses
+            else name for name in sorted(CASES)]
+
+
+def test_the_matrix_is_covered() -> None:
+    """Both models, every core strategy, every knob combination on tiny (TP with LoRA is unsupported)."""
+    from harness.sweep import CORE
+
+    tiny = {(c["spec"]["strategy"], c["spec"]["dtype"], c["spec"]["activation_checkpointing"],
+             c["spec"]["lora_rank"]) for c in CASES.values() if c["spec"]["model"] == "tiny"}
+    for strategy in CORE:
+        loras = (0,) if strategy in ("tp", "fsdp_tp") else (0, 8)
+        for combo in [(d, a, r) for d in ("fp32", "bf16") for a in ("off", "full") for r in loras]:
+            assert (strategy, *combo) in tiny, (strategy, combo)
+    assert {c["spec"]["strategy"] for c in CASES.values() if c["spec"]["model"] == "125m"} == set(CORE)
+    assert set(LIVE) <= set(CASES)
+
+
+@pytest.mark.parametrize("name", _cases(PREDICT_MISSES))
+def test_predicted_peak_within_5_percent(name: str) -> None:
+    from harness.record import Record
+    from harness.side_by_side import predicted_peak
+
+    predicted = predicted_peak(Record(spec_of(name), "ok"))
+    assert predicted is not None
+    assert abs(error(predicted, name)) <= PREDICT_BOUND, f"{name}: predicted {error(predicted, name):+.2%}"
+
+
+@pytest.mark.parametrize("name", _cases(SIMULATE_MISSES))
+def test_simulated_peak_within_1_percent(name: str) -> None:
+    simulated = CASES[name]["simulated_bytes"]
+    assert abs(error(simulated, name)) <= SIMULATE_BOUND, f"{name}: simulated {error(simulated, name):+.2%}"
+
+
+@pytest.mark.parametrize("name", LIVE)
+def test_simulation_still_gives_the_recorded_figure(name: str) -> None:
+    from harness.simulate import simulate
+
+    assert simulate(spec_of(name), "cpu").peak_bytes == CASES[name]["simulated_bytes"]
