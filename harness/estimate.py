@@ -7,6 +7,7 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from rich.table import Table
@@ -109,10 +110,7 @@ def result(spec: RunSpec, args: argparse.Namespace) -> tuple[Prediction, dict[st
     out: dict[str, Any] = prediction.to_json()
     limit = memory_limit(args.gpu, args.gpu_memory)
     if limit:
-        label, capacity = limit
-        out["fits"] = {"device": label, "capacity_bytes": capacity,
-                       "fits": prediction.device_bytes <= capacity,
-                       "free_bytes": capacity - prediction.device_bytes}
+        out["fits"] = fits_json(limit, prediction.device_bytes)
     if args.max_batch:
         if not limit:
             raise SpecError("max_batch", "needs the memory to fit", "--gpu NAME or --gpu-memory SIZE")
@@ -136,11 +134,7 @@ def print_estimate(spec: RunSpec, prediction: Prediction, out: dict[str, Any]) -
     if prediction.host_bytes:
         table.add_row("offloaded to host", f"{prediction.host_bytes / GIB:,.2f}")
     console().print(table)
-    fits = out.get("fits")
-    if fits:
-        verdict = "fits" if fits["fits"] else "does not fit"
-        print(f"{verdict} on {fits['device']} ({fits['capacity_bytes'] / GIB:,.2f} GiB): "
-              f"{fits['free_bytes'] / GIB:+,.2f} GiB left")
+    print_fits(out)
     if "max_batch" in out:
         print(f"largest micro-batch that fits: {out['max_batch']}")
     if "inference_bytes" in out:
@@ -149,29 +143,58 @@ def print_estimate(spec: RunSpec, prediction: Prediction, out: dict[str, Any]) -
     print(f"rule of thumb for {cfg.param_count():,} params (GiB): {naive}")
 
 
-def add_parser(sub: Any, spec_flags: Any) -> None:
-    p = sub.add_parser("estimate", help="predict per-rank memory without running anything")
-    spec_flags(p, sweep=False)
+def fits_json(limit: tuple[str, int], device_bytes: int) -> dict[str, Any]:
+    label, capacity = limit
+    return {"device": label, "capacity_bytes": capacity, "fits": device_bytes <= capacity,
+            "free_bytes": capacity - device_bytes}
+
+
+def print_fits(out: dict[str, Any]) -> None:
+    fits = out.get("fits")
+    if fits:
+        verdict = "fits" if fits["fits"] else "does not fit"
+        print(f"{verdict} on {fits['device']} ({fits['capacity_bytes'] / GIB:,.2f} GiB): "
+              f"{fits['free_bytes'] / GIB:+,.2f} GiB left")
+
+
+def add_fit_flags(p: argparse.ArgumentParser) -> None:
+    """--gpu, --gpu-memory and --json, shared by estimate and simulate."""
     p.add_argument("--gpu", help=f"check the fit on a GPU: {', '.join(GPUS)}")
     p.add_argument("--gpu-memory", help="check the fit on this much memory, e.g. 80GiB or 24GB")
-    p.add_argument("--max-batch", action="store_true", help="the largest micro-batch that fits")
-    p.add_argument("--inference", action="store_true", help="also the load-only (inference) figure")
     p.add_argument("--json", action="store_true", help="one JSON object as the last stdout line")
 
 
-def cmd_estimate(args: argparse.Namespace) -> int:
+def add_parser(sub: Any, spec_flags: Any) -> None:
+    p = sub.add_parser("estimate", help="predict per-rank memory without running anything")
+    spec_flags(p, sweep=False)
+    add_fit_flags(p)
+    p.add_argument("--max-batch", action="store_true", help="the largest micro-batch that fits")
+    p.add_argument("--inference", action="store_true", help="also the load-only (inference) figure")
+
+
+Compute = Callable[[RunSpec, argparse.Namespace], tuple[Any, dict[str, Any]]]
+Show = Callable[[RunSpec, Any, dict[str, Any]], None]
+
+
+def run_figures(args: argparse.Namespace, compute: Compute, show: Show) -> int:
+    """estimate's and simulate's command: the spec (for a CUDA target unless --device says otherwise), the
+    figures, then one JSON line or the table; a spec that cannot be handled exits 1 with the reason."""
     from harness.cli_flags import spec_fields
 
     fields = spec_fields(args)
     fields["device"] = "cuda" if fields.get("device", "auto") == "auto" else fields["device"]
     try:
         spec = RunSpec(**fields).validate(measure=False)
-        prediction, out = result(spec, args)
+        figures, out = compute(spec, args)
     except Unsupported as why:
         print(f"spacetime: unsupported: {why}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(out))
     else:
-        print_estimate(spec, prediction, out)
+        show(spec, figures, out)
     return 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    return run_figures(args, result, print_estimate)

@@ -41,12 +41,10 @@ class MemoryProfile:
     keeps_root: bool = False  # FSDP over a one-rank mesh: the root's gathered copy outlives the optimizer step
 
 
-@dataclass
-class Prediction:
-    spec: RunSpec
-    breakdown: dict[str, int]  # bytes per rank at the peak phase
-    phase: str
-    host_bytes: int  # what offload keeps in host memory
+class PeakFigures:
+    """A per-rank breakdown by CATEGORIES (predicted or simulated) and the totals read from it."""
+
+    breakdown: dict[str, int]
 
     @property
     def peak_bytes(self) -> int:
@@ -56,6 +54,14 @@ class Prediction:
     @property
     def device_bytes(self) -> int:
         return self.peak_bytes + self.breakdown["context"]
+
+
+@dataclass
+class Prediction(PeakFigures):
+    spec: RunSpec
+    breakdown: dict[str, int]  # bytes per rank at the peak phase
+    phase: str
+    host_bytes: int  # what offload keeps in host memory
 
     def to_json(self) -> dict[str, Any]:
         return {"peak_bytes": self.peak_bytes, "device_bytes": self.device_bytes, "phase": self.phase,

@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from harness.predict import CATEGORIES, CUDA_CONTEXT_BYTES
+from harness.predict import CATEGORIES, CUDA_CONTEXT_BYTES, PeakFigures
 from harness.spec import RunSpec, Unsupported
 from harness.world import World
 
@@ -50,19 +50,11 @@ CANNOT = {  # knob values the simulator cannot run, and why
 
 
 @dataclass
-class Simulation:
+class Simulation(PeakFigures):
     spec: RunSpec
     breakdown: dict[str, int]  # bytes per rank at the peak, by `estimate`'s categories
     seconds: float
     rss_peak_bytes: int  # this process's high-water mark (imports included)
-
-    @property
-    def peak_bytes(self) -> int:
-        return sum(v for k, v in self.breakdown.items() if k != "context")
-
-    @property
-    def device_bytes(self) -> int:
-        return self.peak_bytes + self.breakdown["context"]
 
     def to_json(self) -> dict[str, Any]:
         return {"peak_bytes": self.peak_bytes, "device_bytes": self.device_bytes,

@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.table import Table
 
-from harness.estimate import GIB, memory_limit
+from harness.estimate import GIB, add_fit_flags, fits_json, memory_limit, print_fits, run_figures
 from harness.report import console
 from harness.simulate import Simulation, simulate
 from harness.spec import RunSpec, Unsupported
@@ -25,9 +25,7 @@ def result(spec: RunSpec, args: argparse.Namespace) -> tuple[Simulation, dict[st
     sim = simulate(spec, spec.device)
     out = sim.to_json()
     if limit:
-        label, capacity = limit
-        out["fits"] = {"device": label, "capacity_bytes": capacity, "fits": sim.device_bytes <= capacity,
-                       "free_bytes": capacity - sim.device_bytes}
+        out["fits"] = fits_json(limit, sim.device_bytes)
     return sim, out
 
 
@@ -42,38 +40,18 @@ def print_simulation(spec: RunSpec, sim: Simulation, out: dict[str, Any]) -> Non
     table.add_row("peak (allocator)", f"{sim.peak_bytes / GIB:,.3f}")
     table.add_row("device total", f"{sim.device_bytes / GIB:,.3f}")
     console().print(table)
-    fits = out.get("fits")
-    if fits:
-        verdict = "fits" if fits["fits"] else "does not fit"
-        print(f"{verdict} on {fits['device']} ({fits['capacity_bytes'] / GIB:,.2f} GiB): "
-              f"{fits['free_bytes'] / GIB:+,.2f} GiB left")
+    print_fits(out)
     print(f"simulated in {sim.seconds:.1f} s, {sim.rss_peak_bytes / 2**20:,.0f} MiB RSS")
 
 
 def add_parser(sub: Any, spec_flags: Any) -> None:
     p = sub.add_parser("simulate", help="run the real step under fake tensors and a fake process group")
     spec_flags(p, sweep=False)
-    p.add_argument("--gpu", help="check the fit on a GPU (names as in estimate)")
-    p.add_argument("--gpu-memory", help="check the fit on this much memory, e.g. 80GiB or 24GB")
-    p.add_argument("--json", action="store_true", help="one JSON object as the last stdout line")
+    add_fit_flags(p)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from harness.cli_flags import spec_fields
-
-    fields = spec_fields(args)
-    fields["device"] = "cuda" if fields.get("device", "auto") == "auto" else fields["device"]
-    try:
-        spec = RunSpec(**fields).validate(measure=False)
-        sim, out = result(spec, args)
-    except Unsupported as why:
-        print(f"spacetime: unsupported: {why}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(out))
-    else:
-        print_simulation(spec, sim, out)
-    return 0
+    return run_figures(args, result, print_simulation)
 
 
 def simulated_peak(spec: RunSpec, device: str) -> tuple[int | None, str | None]:
