@@ -10,12 +10,9 @@ as the measured runs take theirs after warm-up.  (An optimizer step on zero grad
 first step saves 15% of the time but moves the peak by up to 0.45%: the first real step leaves state
 behind that the second one's peak includes.)
 
-What fake tensors cannot run, and what is done instead (`fake_ddp`):
-- DDP's constructor compares parameter shapes across ranks and broadcasts parameters by reading their
-  data: both are skipped (every simulated rank has the same shapes and values by construction).
-- DDP's reducer rebuilds its buckets after the first step from ranks' gradient order, read from data:
-  it keeps the buckets it built at construction (same total size, one bucket may differ in order).
-- DDP's all-reduce becomes a comm hook that completes at once in place, as gloo/NCCL reduce in place.
+What fake tensors cannot run, and what is done instead, is in harness/sim_patches.py; the tracker is in
+harness/sim_tracker.py.  Parameters are allocated but not filled (zoo.materialize): fake tensors hold no
+values.
 A CUDA target (`device="cuda"`) is simulated on fake CPU tensors with CUDA's differences applied: each
 allocation rounded up to 512 bytes, AdamW's foreach implementation (CUDA's default), and the CUDA context.
 """
@@ -31,7 +28,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
 from harness.predict import CATEGORIES, CUDA_CONTEXT_BYTES, PeakFigures
 from harness.spec import RunSpec, Unsupported
@@ -63,7 +59,7 @@ class Simulation(PeakFigures):
 
 
 class FakeWorld(World):
-    """Rank 0 of the fake process group, on the CPU; meshes are built outside fake mode (see real_meshes)."""
+    """Rank 0 of the fake process group, on the CPU; meshes are built outside fake mode (sim_patches.real_meshes)."""
 
     def mesh(self, shape: tuple[int, ...], names: tuple[str, ...]) -> Any:
         from torch._subclasses.fake_tensor import unset_fake_temporarily
@@ -71,26 +67,6 @@ class FakeWorld(World):
 
         with unset_fake_temporarily():
             return init_device_mesh("cpu", shape, mesh_dim_names=names)
-
-
-@contextmanager
-def real_meshes() -> Iterator[None]:
-    """DeviceMesh computes rank coordinates from a real tensor (nonzero), so every mesh, including the 2D
-    one FSDP2 builds from dp and tp meshes, is constructed outside fake mode."""
-    from torch._subclasses.fake_tensor import unset_fake_temporarily
-    from torch.distributed.device_mesh import DeviceMesh
-
-    original = DeviceMesh.__init__
-
-    def init(self: DeviceMesh, *args: Any, **kwargs: Any) -> None:
-        with unset_fake_temporarily():
-            original(self, *args, **kwargs)
-
-    DeviceMesh.__init__ = init  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        DeviceMesh.__init__ = original  # type: ignore[method-assign]
 
 
 def check_simulable(spec: RunSpec) -> None:
@@ -120,133 +96,6 @@ def fake_world(spec: RunSpec) -> Iterator[FakeWorld]:
         dist.destroy_process_group()
 
 
-@contextmanager
-def fake_ddp() -> Iterator[None]:
-    """DDP's constructor without its data-reading cross-rank checks (see the module docstring)."""
-    import torch.nn.parallel.distributed as ddp_module
-
-    saved = ddp_module._verify_param_shape_across_processes, ddp_module._sync_module_states
-    ddp_module._verify_param_shape_across_processes = lambda *a, **k: None
-    ddp_module._sync_module_states = lambda *a, **k: None
-    try:
-        yield
-    finally:
-        ddp_module._verify_param_shape_across_processes, ddp_module._sync_module_states = saved
-
-
-class _KeepBuckets:
-    """DDP's reducer, minus the bucket rebuild that reads other ranks' gradient order."""
-
-    def __init__(self, reducer: Any) -> None:
-        self._reducer = reducer
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._reducer, name)
-
-    def _rebuild_buckets(self) -> bool:
-        return False
-
-
-def _adapt_ddp(model: nn.Module) -> None:
-    from torch.nn.parallel import DistributedDataParallel
-
-    for module in model.modules():
-        if isinstance(module, DistributedDataParallel):
-            def in_place(state, bucket):  # type: ignore[no-untyped-def]  # DDP checks real annotations
-                done: torch.futures.Future[torch.Tensor] = torch.futures.Future()
-                done.set_result(bucket.buffer())
-                return done
-
-            module.register_comm_hook(None, in_place)
-            module.reducer = _KeepBuckets(module.reducer)  # type: ignore[assignment]
-
-
-@contextmanager
-def gloo_reduce_scatter(on: bool) -> Iterator[None]:
-    """gloo's reduce-scatter works on a copy of its whole input, held while the collective runs (measured:
-    a 187.5 MiB input adds a 187.5 MiB buffer); the fake process group allocates nothing, so on a CPU
-    target the copy is made explicitly.  NCCL reduces from the input itself."""
-    if not on:
-        yield
-        return
-    original = dist.reduce_scatter_single
-
-    def with_copy(output: torch.Tensor, input: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        scratch = torch.empty_like(input)
-        work = original(output, input, *args, **kwargs)
-        del scratch
-        return work
-
-    dist.reduce_scatter_single = with_copy  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        dist.reduce_scatter_single = original  # type: ignore[assignment]
-
-
-@contextmanager
-def cuda_rounding(on: bool) -> Iterator[None]:
-    """Count every storage as CUDA's caching allocator would: rounded up to 512 bytes."""
-    from torch.distributed._tools import mem_tracker
-
-    if not on:
-        yield
-        return
-    original = mem_tracker._WeakRefInfo._calculate_mem_consumed
-
-    def rounded(info: Any) -> int:
-        return -(-info.size * info.element_size // 512) * 512
-
-    mem_tracker._WeakRefInfo._calculate_mem_consumed = rounded  # type: ignore[method-assign, assignment]
-    try:
-        yield
-    finally:
-        mem_tracker._WeakRefInfo._calculate_mem_consumed = original  # type: ignore[method-assign]
-
-
-def _tracker(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> Any:
-    """torch's MemTracker, which hooks only trainable parameters' gradients (its own hooks every parameter,
-    and a frozen one under LoRA cannot take a hook).  FSDPMemTracker is not used: its FSDP instrumentation
-    keeps buffers alive longer than FSDP does (measured on HSDP, 125m: 2327.6 MiB with it, 2261.2 without,
-    2261.2 measured), and the simulation has to match the program, not the instrumented one."""
-    from torch.distributed._tools.mem_tracker import _TOTAL_KEY, MemTracker, _MemRefType
-
-    class TrainableOnly(MemTracker):
-        def _track_module_params_and_buffers(self, module: nn.Module,
-                                             install_grad_hooks: bool = True) -> tuple[int, int]:
-            sizes = super()._track_module_params_and_buffers(module, install_grad_hooks=False)
-            for param in module.parameters() if install_grad_hooks else ():
-                if param.requires_grad and self._param_to_grad_hook_handles.get(param, None) is None:
-                    def grad_seen(grad: torch.Tensor) -> None:
-                        self._update_and_maybe_create_winfos(grad, _MemRefType.GRAD)
-
-                    self._param_to_grad_hook_handles[param] = (
-                        param.register_hook(grad_seen),
-                        param.register_post_accumulate_grad_hook(lambda p: grad_seen(p.grad)))
-            return sizes
-
-        def _pre_fw_hook(self, module: nn.Module, inputs: Any) -> None:
-            # the root called again in forward is the next micro-batch (--grad-accum), not the next step:
-            # start the per-module stats afresh, which MemTracker otherwise refuses
-            name = self._mod_tracker.get_known_fqn(module)
-            if (module in self.memory_tracking and not self._mod_tracker.is_bw
-                    and set(self._mod_tracker.parents) - {name} == {"Global"}):
-                self.memory_tracking.clear()
-            super()._pre_fw_hook(module, inputs)
-
-        def _update_peak_stats(self, peak_state: Any) -> None:
-            # only the whole-process peak: the per-module peaks MemTracker also keeps cost a pass over every
-            # module per op (80% of a 125m simulation's time)
-            for device, snap in self._curr_mem_snap.items():
-                if self._peak_mem.get(device, 0) < snap[_TOTAL_KEY]:
-                    self._peak_mem[device] = snap[_TOTAL_KEY]
-                    self._peak_mem_snap[device] = dict(snap)
-
-    tracker = TrainableOnly()
-    tracker.track_external(model, *([optimizer] if optimizer is not None else []))
-    return tracker
-
-
 def _breakdown(snapshot: dict[torch.device, dict[Any, int]], device: str) -> dict[str, int]:
     out = dict.fromkeys(CATEGORIES, 0)
     for per_device in snapshot.values():
@@ -263,6 +112,15 @@ def simulate(spec: RunSpec, device: str = "cpu") -> Simulation:
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from harness.adapters import param_dtype
+    from harness.sim_patches import (
+        adapt_ddp,
+        cuda_rounding,
+        dtensor_propagation,
+        fake_ddp,
+        gloo_reduce_scatter,
+        real_meshes,
+    )
+    from harness.sim_tracker import tracker_for
     from harness.training import make_optimizer_factory
     from harness.zoo import build_model, config_for
     from strategies import get_strategy
@@ -274,13 +132,14 @@ def simulate(spec: RunSpec, device: str = "cpu") -> Simulation:
     model = build_model(cfg, spec.seq_len).to(param_dtype(spec))  # meta, outside fake mode
     factory = make_optimizer_factory(spec, foreach=True if device == "cuda" else None)
     with fake_world(spec) as world, fake_ddp(), real_meshes(), cuda_rounding(device == "cuda"), \
-            gloo_reduce_scatter(device == "cpu"), FakeTensorMode(allow_non_fake_inputs=True):
+            gloo_reduce_scatter(device == "cpu"), dtensor_propagation(), \
+            FakeTensorMode(allow_non_fake_inputs=True):
         prepared = strategy.wrap(model, factory, world, spec)
-        _adapt_ddp(prepared.model)
+        adapt_ddp(prepared.model)
         rows = spec.batch_size * spec.grad_accum
         tokens = torch.randint(0, cfg.vocab_size, (rows, spec.seq_len + 1))
         batch = (tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous())
-        tracker = _tracker(prepared.model, prepared.optimizer)
+        tracker = tracker_for(prepared.model, prepared.optimizer)
         for _ in range(STEPS):
             with tracker:  # entering resets the peak to what is live now
                 prepared.step(batch)

@@ -208,6 +208,13 @@ def init_value(name: str, shape: torch.Size, seed: int, device: torch.device) ->
     return torch.randn(shape, generator=gen, device=device) * 0.02
 
 
+def _fake() -> bool:
+    """Under fake tensors (`spacetime simulate`) there are no values to fill: storage is all that exists."""
+    from torch._guards import detect_fake_mode
+
+    return detect_fake_mode() is not None
+
+
 @torch.no_grad()
 def materialize(model: nn.Module, device: torch.device, seed: int,
                 buffer_device: torch.device | None = None) -> None:
@@ -222,7 +229,7 @@ def materialize(model: nn.Module, device: torch.device, seed: int,
     from harness.adapters import canonical_name
 
     model.to_empty(device=device)
-    for name, param in model.named_parameters():
+    for name, param in model.named_parameters() if not _fake() else ():
         full = init_value(canonical_name(name), param.shape, seed, device)
         if isinstance(param, DTensor):
             shard = distribute_tensor(full, param.device_mesh, param.placements, src_data_rank=None)

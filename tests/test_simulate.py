@@ -66,8 +66,32 @@ def test_leaves_no_process_group_or_patch_behind() -> None:
     import torch.distributed as dist
     from torch.distributed.device_mesh import DeviceMesh
 
-    init = DeviceMesh.__init__
-    reduce_scatter = dist.reduce_scatter_single
+    import torch.distributed.tensor._ops.utils as op_utils
+    import torch.distributed.tensor._sharding_prop as prop
+
+    def patched() -> tuple[Any, ...]:
+        return (DeviceMesh.__init__, dist.reduce_scatter_single, prop.detect_fake_mode,
+                prop._propagate_use_strided_shard_flag, prop.ShardingPropagator._propagate_tensor_meta_non_cached,
+                op_utils.expand_to_full_mesh_op_strategy)
+
+    before = patched()
     simulate(TINY.with_(strategy="fsdp_tp", nproc=2))
     assert not dist.is_initialized()
-    assert DeviceMesh.__init__ is init and dist.reduce_scatter_single is reduce_scatter
+    assert all(now is then for now, then in zip(patched(), before, strict=True))
+
+
+@pytest.mark.parametrize("strategy", ["fsdp_full_shard", "fsdp_tp"])
+def test_sharding_propagation_speedups_change_no_figure(strategy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The foreach shortcuts in DTensor's propagation (sim_patches.dtensor_propagation) against torch's own
+    code, on the CUDA target, where AdamW runs foreach over DTensors; fsdp_tp's 2-D mesh gives its parameters
+    _StridedShard placements, the case whose flag the shortcut reconciles."""
+    import functools
+
+    import harness.sim_patches as patches
+
+    spec = TINY.with_(strategy=strategy, nproc=4, tp=2) if strategy == "fsdp_tp" else TINY.with_(strategy=strategy)
+    fast = simulate(spec, device="cuda")
+    monkeypatch.setattr(patches, "dtensor_propagation",
+                        functools.partial(patches.dtensor_propagation, speedups=False))
+    plain = simulate(spec, device="cuda")
+    assert (fast.peak_bytes, fast.breakdown) == (plain.peak_bytes, plain.breakdown)
