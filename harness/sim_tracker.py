@@ -9,6 +9,7 @@ measured), and the simulation has to match the program, not the instrumented one
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
@@ -29,10 +30,11 @@ class Tracker(MemTracker):
     - Gradient hooks go on trainable parameters only (MemTracker hooks every one, and a frozen one under
       LoRA cannot take a hook).
     - The root called again in forward is the next micro-batch (--grad-accum), not the next step: the
-      per-module stats start afresh, where MemTracker refuses.
-    - Only the whole-process peak is kept (MemTracker also keeps every module's, a pass over all modules
-      per op: 80% of a 125m simulation's time), and its per-op dispatch answers device queries at once
-      (the autograd engine asks for every gradient's: 20k a 7b step) and builds no dict per allocation.
+      per-module state starts afresh, where MemTracker refuses.
+    - Only the whole-process peak is kept: MemTracker also keeps every module's (a pass over all modules
+      per op: 80% of a 125m simulation's time) and snapshots at every module hook.  Its per-op dispatch
+      answers device queries at once (the autograd engine asks for every gradient's: 20k a 7b step) and
+      builds no dict per allocation.
     """
 
     @classmethod
@@ -53,11 +55,28 @@ class Tracker(MemTracker):
         return sizes
 
     def _pre_fw_hook(self, module: nn.Module, inputs: Any) -> None:
-        name = self._mod_tracker.get_known_fqn(module)
+        # MemTracker's, without the per-module snapshots (deep copies) only its per-module report reads
+        fqn = self._mod_tracker.get_known_fqn(module)
         if (module in self.memory_tracking and not self._mod_tracker.is_bw
-                and set(self._mod_tracker.parents) - {name} == {"Global"}):
-            self.memory_tracking.clear()
-        super()._pre_fw_hook(module, inputs)
+                and set(self._mod_tracker.parents) - {fqn} == {"Global"}):
+            self.memory_tracking.clear()  # the root again in forward: the next micro-batch
+        if module not in self.memory_tracking:  # first call this step: its parameters are parameters now
+            self._track_module_params_and_buffers(module, install_grad_hooks=True)
+            self.memory_tracking[module] = fqn
+        elif self._mod_tracker.is_bw and self._ac_mod is None:  # forward again in backward: recomputation
+            self._ac_mod = weakref.ref(module)
+            self._in_ac = True
+
+    def _post_fw_hook(self, module: nn.Module, inputs: Any, outputs: Any) -> None:
+        if self._mod_tracker.is_bw and self._ac_mod is not None and self._ac_mod() is module:
+            self._ac_mod = None
+            self._in_ac = False
+
+    def _pre_bw_hook(self, module: nn.Module, args: Any) -> None:
+        pass
+
+    def _post_bw_hook(self, module: nn.Module, args: Any) -> None:
+        pass
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         if DTensor in types:
