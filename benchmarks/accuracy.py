@@ -4,8 +4,9 @@ same spec, computed here.  tests/test_accuracy.py holds them to 5% and 1%.
 
     spacetime sweep --preset accuracy --store A            # the matrix (tiny and 125m)
     spacetime sweep --preset accuracy --models tiny --store B   # tiny again: a second sample per case
-    python -m benchmarks.accuracy A B                      # -> benchmarks/results/accuracy-cpu.json
-    python -m benchmarks.accuracy --reuse-simulated A B    # keep the file's simulated figures (same code)
+    spacetime sweep --preset accuracy --models tiny --strategies tp --store C   # tp: a third
+    python -m benchmarks.accuracy A B C                    # -> benchmarks/results/accuracy-cpu.json
+    python -m benchmarks.accuracy --reuse-simulated A B C  # keep the file's simulated figures (same code)
 
 The reference of a case is the smallest per-rank peak over its ranks and repeats.  Every rank of these
 layouts runs the same shapes, so each is a sample of one program's peak; they differ only when gloo's worker

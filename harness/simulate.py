@@ -109,6 +109,7 @@ def _breakdown(snapshot: dict[torch.device, dict[Any, int]], device: str) -> dic
 
 def simulate(spec: RunSpec, device: str = "cpu") -> Simulation:
     """Rank 0's peak of one training step of `spec` on `device` ("cpu" or "cuda")."""
+    started = time.perf_counter()  # the lazy imports below count: FSDP, DTensor and MemTracker take 2 s
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from harness.adapters import param_dtype
@@ -117,7 +118,7 @@ def simulate(spec: RunSpec, device: str = "cpu") -> Simulation:
         cuda_rounding,
         dtensor_propagation,
         fake_ddp,
-        gloo_reduce_scatter,
+        gloo_buffers,
         real_meshes,
     )
     from harness.sim_tracker import tracker_for
@@ -126,13 +127,12 @@ def simulate(spec: RunSpec, device: str = "cpu") -> Simulation:
     from strategies import get_strategy
 
     check_simulable(spec)
-    started = time.perf_counter()
     strategy = get_strategy(spec.strategy)
     cfg = config_for(spec)
     model = build_model(cfg, spec.seq_len).to(param_dtype(spec))  # meta, outside fake mode
     factory = make_optimizer_factory(spec, foreach=True if device == "cuda" else None)
     with fake_world(spec) as world, fake_ddp(), real_meshes(), cuda_rounding(device == "cuda"), \
-            gloo_reduce_scatter(device == "cpu"), dtensor_propagation(), \
+            gloo_buffers(device == "cpu"), dtensor_propagation(), \
             FakeTensorMode(allow_non_fake_inputs=True):
         prepared = strategy.wrap(model, factory, world, spec)
         adapt_ddp(prepared.model)

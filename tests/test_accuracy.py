@@ -22,23 +22,12 @@ RESULTS = Path(__file__).parents[1] / "benchmarks" / "results" / "accuracy-cpu.j
 CASES: dict[str, dict[str, Any]] = json.loads(RESULTS.read_text())["cases"]
 PREDICT_BOUND, SIMULATE_BOUND = 0.05, 0.01
 
-_GLOO = ("gloo allocates inside its c10d ops, out of the dispatcher's sight (measured on the fp32 case: real gloo "
-         "under MemTracker 62.42 MiB, counting allocator 63.92), and the fake process group allocates nothing")
 PREDICT_MISSES = {
     "tiny-fsdp_hybrid_shard-fp32-ckpt-full-lora8":
         "-5.1%: with checkpointing and LoRA, HSDP's one-rank shard group still holds the root's copy at the "
         "start of backward (without checkpointing it has freed it); the model frees it in both",
-    "tiny-tp-bf16-ckpt-full-lora0": "-7.7%: the simulation misses it too (-5.4%); see SIMULATE_MISSES",
 }
-SIMULATE_MISSES = {
-    "tiny-fsdp_full_shard-fp32-ckpt-off-lora0": f"-2.4% (1.5 MiB, a block's reduce-scatter output): {_GLOO}",
-    "tiny-fsdp_offload-fp32-ckpt-off-lora0": f"-2.4% (1.5 MiB, as fsdp_full_shard): {_GLOO}",
-    "tiny-fsdp_full_shard-bf16-ckpt-off-lora8": "-7.5% (2.0 MiB): not explained yet; 125m's LoRA cases are exact",
-    "tiny-fsdp_offload-bf16-ckpt-off-lora8": "-7.5% (2.0 MiB), as fsdp_full_shard: not explained yet",
-    "tiny-fsdp_full_shard-bf16-ckpt-full-lora8": "-3.4% (0.8 MiB): not explained yet",
-    "tiny-fsdp_offload-bf16-ckpt-full-lora8": "-3.4% (0.8 MiB), as fsdp_full_shard: not explained yet",
-    "tiny-tp-bf16-ckpt-full-lora0": "-5.4% (2.7 MiB): not explained yet; tp in bf16 without checkpointing is exact",
-}
+SIMULATE_MISSES: dict[str, str] = {}  # none: every case within 0.01%
 
 # re-simulated live: one case per core strategy, each with a different knob combination (all eight appear)
 LIVE = ("tiny-single-bf16-ckpt-full-lora8", "tiny-ddp-fp32-ckpt-off-lora8", "tiny-fsdp_full_shard-fp32-ckpt-off-lora0",
