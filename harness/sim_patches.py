@@ -113,16 +113,20 @@ def gloo_buffers(on: bool) -> Iterator[None]:
 
 
 def _strided_verdict(op_schema: Any) -> Any:
-    """Stand-in for a foreach op's schema holding the one argument whose _StridedShard flag torch's loop
-    over all arguments ends with (True if any flagged argument says True, else their common value), or
-    None when no argument has a _StridedShard placement."""
+    """A one-argument stand-in for a foreach op's schema, carrying the _StridedShard flag that torch's loop
+    over every argument of the op ends with (None when no argument has a _StridedShard placement)."""
     from torch.distributed.tensor.placement_types import _StridedShard
 
-    strided = [spec for spec in op_schema.args_spec if any(isinstance(p, _StridedShard) for p in spec.placements)]
-    if not strided:
+    verdict, placements = None, None
+    for spec in op_schema.args_spec:
+        if any(isinstance(p, _StridedShard) for p in spec.placements):
+            flag = spec.use_strided_shard_as_shard_order  # torch's own reduction, step by step
+            verdict = True if verdict is not None and verdict != flag else flag
+            placements = spec.placements
+    if verdict is None:
         return None
-    flag = any(spec.use_strided_shard_as_shard_order for spec in strided)
-    return SimpleNamespace(args_spec=(next(s for s in strided if s.use_strided_shard_as_shard_order == flag),))
+    return SimpleNamespace(args_spec=(SimpleNamespace(placements=placements,
+                                                      use_strided_shard_as_shard_order=verdict),))
 
 
 def _once_per_op(reconcile: Any) -> Any:

@@ -94,3 +94,30 @@ def test_sharding_propagation_speedups_change_no_figure(strategy: str, monkeypat
                         functools.partial(patches.dtensor_propagation, speedups=False))
     plain = simulate(spec, device="cuda")
     assert (fast.peak_bytes, fast.breakdown) == (plain.peak_bytes, plain.breakdown)
+
+
+@pytest.mark.parametrize("flags", [[None], [False], [True], [False, True], [True, False, False], [None, True],
+                                   [False, None], [True, None, True], []])
+def test_strided_verdict_reconciles_as_torchs_loop_over_all_arguments(flags: list[bool | None]) -> None:
+    """sim_patches' once-per-op verdict against torch's own reconciliation (which reads every argument),
+    on an op whose arguments carry these _StridedShard flags beside a plain Shard(0) argument."""
+    from types import SimpleNamespace
+
+    import torch.distributed.tensor._sharding_prop as prop
+    from torch.distributed.tensor.placement_types import Shard, _StridedShard
+
+    from harness.sim_patches import _strided_verdict
+
+    strided = (_StridedShard(0, split_factor=2),)
+    schema = SimpleNamespace(args_spec=[SimpleNamespace(placements=(Shard(0),), use_strided_shard_as_shard_order=None)]
+                             + [SimpleNamespace(placements=strided, use_strided_shard_as_shard_order=flag)
+                                for flag in flags])
+
+    def reconciled(op_schema: Any) -> tuple[Any, Any]:
+        out = SimpleNamespace(placements=strided, use_strided_shard_as_shard_order="unset", shard_order="unset")
+        strategy = SimpleNamespace(strategies=[SimpleNamespace(output_specs=(out,), input_specs=None)])
+        if op_schema is not None:
+            prop._propagate_use_strided_shard_flag(strategy, op_schema)  # type: ignore[arg-type]
+        return out.use_strided_shard_as_shard_order, out.shard_order
+
+    assert reconciled(_strided_verdict(schema)) == reconciled(schema)
