@@ -124,11 +124,12 @@ def predict(spec: RunSpec, profile: MemoryProfile, device: str = "cuda") -> Pred
         "optimizer step": {"grads": state["grads"], "comm": comm.idle,
                            "temporaries": _optimizer_temporaries(cfg, spec, profile, device)},
     }
-    if profile.gathered == "unit" and profile.param_div > 1:
+    if profile.gathered == "unit":
         # the last block's backward: its gathered parameters and the next block's prefetch, every block's
         # activations, the logits' gradient and the output projection's whole gradient (reduced at the end)
         output_grad = 0.0 if spec.lora_rank else cfg.vocab_size * cfg.dim * 4.0 / profile.tp
-        phases["last block's backward"] = {"activations": blocks.total, "comm": comm.compute,
+        phases["last block's backward"] = {"activations": blocks.total,
+                                           "comm": comm.compute if profile.param_div > 1 else comm.block_backward,
                                            "temporaries": head.backward / 2 + output_grad}
     if comm.regather:  # the log-softmax's output and gradient are gone, the logits' gradient is not
         logits = head.backward / 2
@@ -156,11 +157,12 @@ class _Comm:
     run.  FSDP/ZeRO-3: the root unit (embeddings, output, final norm) stays gathered from forward to the end
     of backward, one block is gathered at a time while the next is prefetched ("unit") or every block stays
     gathered until its backward ("all"); the last reduce-scatter (the root's) holds the root's whole
-    gradients and their flattened copy while its shard of the gradients does not exist yet."""
+    gradients and their flattened copy while its shard of the gradients does not exist yet.  A one-rank
+    shard group (HSDP's) copies instead of gathering: the root's copy, and in backward a block's beside it."""
 
     def __init__(self, cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, state: dict[str, float]) -> None:
         self.compute = self.last_reduce = self.idle = self.root_grad_shard = self.regather = 0.0
-        self.backward_start = 0.0
+        self.backward_start = self.block_backward = 0.0
         if prof.grad_buckets:
             self.compute = self.last_reduce = self.idle = state["grads"] * prof.grad_div
             return
@@ -172,6 +174,7 @@ class _Comm:
         block = block_w / cfg.n_layers / prof.tp / 4.0 * gathered
         if prof.param_div == 1:  # a one-rank shard group copies shards into parameters, no all-gather buffer:
             self.compute = root  # the root's copy is held while forward and backward compute
+            self.block_backward = root + block  # and, in backward, the block's copy beside it
             self.idle = root if prof.keeps_root else 0.0
             root = 0.0
         else:
