@@ -180,8 +180,11 @@ class _Comm:
         else:
             # "unit": the block in use, and the next one's all-gather output with its copy into parameters
             self.compute = root + (3 * block if prof.gathered == "unit" else cfg.n_layers * block)
-            if prof.gathered == "unit":  # FSDP2 keeps the root gathered after forward, yet all-gathers it
-                self.regather = 2 * root  # again before backward: its parameters and the new buffer
+            if prof.gathered == "unit":  # FSDP2 reshards the root after forward and gathers it again for
+                # backward: the gathered root, its shard cast to 16 bits first (mixed precision), and on
+                # CPU the flat output-sized buffer gloo gathers into
+                cast = root / prof.param_div if spec.dtype in ("bf16", "fp16") and prof.casts_params else 0.0
+                self.regather = root + cast + (root if spec.device == "cpu" else 0.0)
         # between the head's forward and backward every block is resharded ("unit"): only the root is gathered;
         # a one-rank shard group (HSDP's) frees the root's copy after forward and copies it again for backward
         self.backward_start = self.compute if prof.gathered != "unit" or prof.keeps_root else root
