@@ -2,8 +2,11 @@
 
 Each stand-in is a context manager (or an adapter) that changes nothing a real run allocates:
 - meshes are built outside fake mode (DeviceMesh reads a real tensor for its rank coordinates);
-- DDP's constructor skips its data-reading cross-rank checks, its reducer keeps the buckets it built, and
-  its all-reduce is a comm hook that completes in place at once;
+- DDP's constructor compares parameter shapes across ranks and broadcasts parameters by reading their
+  data: both are skipped (every simulated rank has the same shapes and values by construction); its
+  reducer would rebuild its buckets after the first step from ranks' gradient order, read from data: it
+  keeps the buckets it built (same total size, one bucket may differ in order); its all-reduce is a comm
+  hook that completes at once in place, as gloo and NCCL reduce in place;
 - gloo's all-gather and reduce-scatter get the buffers gloo makes inside them (CPU targets only);
 - DTensor's sharding propagation gets a fake mode of its own and linear-time foreach handling;
 - a CUDA target counts every storage rounded up to 512 bytes, as CUDA's caching allocator does.
