@@ -5,8 +5,10 @@ same spec, computed here.  tests/test_accuracy.py holds them to 5% and 1%.
     spacetime sweep --preset accuracy --store A            # the matrix (tiny and 125m)
     spacetime sweep --preset accuracy --models tiny --store B   # tiny again: a second sample per case
     spacetime sweep --preset accuracy --models tiny --strategies tp --store C   # tp: a third
-    python -m benchmarks.accuracy A B C                    # -> benchmarks/results/accuracy-cpu.json
-    python -m benchmarks.accuracy --reuse-simulated A B C  # keep the file's simulated figures (same code)
+    spacetime run --model 125m --nproc 2 --seq-len 64 --dtype bf16 --warmup 1 --steps 1 --store D \
+        --strategy S --batch-size B ...   # 125m bf16 cases one by one (4 x 64 global; 8-10 min each on CPU)
+    python -m benchmarks.accuracy A B C D                  # -> benchmarks/results/accuracy-cpu.json
+    python -m benchmarks.accuracy --reuse-simulated A B C D  # keep the file's simulated figures (same code)
 
 The reference of a case is the smallest per-rank peak over its ranks and repeats.  Every rank of these
 layouts runs the same shapes, so each is a sample of one program's peak; they differ only when gloo's worker
