@@ -10,11 +10,13 @@ tensor parallelism divides what lives between the column- and row-parallel proje
            w1/w3 norm 2's, wo's is a view of SDPA's output.  Under autocast q/k/v/w1/w3 each keep their own
            16-bit copy of the fp32 input (when the weight trains), and every projection a 16-bit copy of its
            weight (always: the input's gradient needs it).
-  LoRA     an adapted projection keeps its input (shared with the base) and A's output (t x r).
+  LoRA     an adapted projection keeps its input (shared with the base) and A's output (t x r); under
+           autocast also 16-bit copies of A and B.
   rotary   nothing but its cos/sin tables (the multiplies save the constant operand).
   SDPA     q, k, v as given (k, v repeated to the query heads under GQA), the output and the log-sum-exp
            (flash/efficient kernels; the math kernel keeps the t x t attention weights per head instead).
   MLP      w1 and w3 outputs and silu(w1 x) always; the product w2 takes only when w2 trains.
+DeepSpeed ZeRO-3 replaces F.linear with a function that saves the input of every projection, frozen or not.
 Activation checkpointing keeps only each checkpointed block's input and recomputes one block at a time in
 backward.
 """
@@ -41,9 +43,11 @@ class Shapes:
     tp: int
     gqa: bool
     compute: str  # "fp32", "autocast" (16-bit compute, fp32 weights and residual) or "cast" (16-bit params)
+    every_input: bool = False  # every projection keeps its input, trained or frozen (DeepSpeed ZeRO-3's linear)
 
     @classmethod
-    def of(cls, cfg: ModelConfig, spec: RunSpec, tp: int = 1, casts_params: bool = False) -> Shapes:
+    def of(cls, cfg: ModelConfig, spec: RunSpec, tp: int = 1, casts_params: bool = False,
+           every_input: bool = False) -> Shapes:
         compute = "fp32"
         if spec.dtype == "bf16-pure" or (spec.dtype in AUTOCAST_DTYPES and casts_params):
             compute = "cast"
@@ -51,7 +55,7 @@ class Shapes:
             compute = "autocast"
         return cls(t=spec.batch_size * spec.seq_len, d=cfg.dim, kv=cfg.n_kv_heads * cfg.head_dim, f=cfg.ffn_dim,
                    heads=cfg.n_heads, vocab=cfg.vocab_size, layers=cfg.n_layers, tp=tp,
-                   gqa=cfg.n_kv_heads != cfg.n_heads, compute=compute)
+                   gqa=cfg.n_kv_heads != cfg.n_heads, compute=compute, every_input=every_input)
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ def saved_in_block(s: Shapes, spec: RunSpec | None = None) -> float:
     in_width = {"wq": d, "wk": d, "wv": d, "wo": d / tp, "w1": d, "w3": d, "w2": f / tp}
 
     def needs_input(name: str) -> bool:
-        return name in trains or name in adapted
+        return name in trains or name in adapted or s.every_input
 
     def norm() -> float:
         kept = t * d * 4.0 * (2 if s.compute == "cast" else 1) + t * 4.0  # input (fp32 copies), rsqrt
@@ -98,7 +102,10 @@ def saved_in_block(s: Shapes, spec: RunSpec | None = None) -> float:
         return t * in_width[names[0]] * lo if wanted else 0.0
 
     # wo's input is SDPA's output (a view) and w2's the MLP product: both already 16-bit under autocast
-    weight_copies = sum(in_width[n] * out_width[n] * 2.0 for n in LINEARS) if s.compute == "autocast" else 0.0
+    weight_copies = 0.0
+    if s.compute == "autocast":  # every projection's 16-bit weight, LoRA's A and B too
+        weight_copies = sum(in_width[n] * out_width[n] * 2.0 for n in LINEARS)
+        weight_copies += sum((in_width[n] + out_width[n]) * rank * 2.0 for n in adapted)
     lora = sum(t * rank * lo for n in adapted)  # A's output
     heads = 2 * t * d / tp if s.gqa else 2 * t * kv / tp  # k and v as SDPA gets them
     sdpa = (t * d / tp + heads + t * d / tp) * lo + t * s.heads / tp * 4.0  # q, k, v, output, log-sum-exp
