@@ -7,8 +7,11 @@ same spec, computed here.  tests/test_accuracy.py holds them to 5% and 1%.
     spacetime sweep --preset accuracy --models tiny --strategies tp --store C   # tp: a third
     spacetime run --model 125m --nproc 2 --seq-len 64 --dtype bf16 --warmup 1 --steps 1 --store D \
         --strategy S --batch-size B ...   # 125m bf16 cases one by one (4 x 64 global; 8-10 min each on CPU)
-    python -m benchmarks.accuracy A B C D                  # -> benchmarks/results/accuracy-cpu.json
-    python -m benchmarks.accuracy --reuse-simulated A B C D  # keep the file's simulated figures (same code)
+    spacetime run --nproc 2 --batch-size 2 --seq-len 64 --warmup 1 --steps 1 --store E \
+        --strategy zero2 ...              # DeepSpeed ZeRO cases, the same shapes (predicted only),
+                                          # some with --grad-accum 2
+    python -m benchmarks.accuracy A B C D E                # -> benchmarks/results/accuracy-cpu.json
+    python -m benchmarks.accuracy --reuse-simulated A B C D E  # keep the file's simulated figures (same code)
 
 The reference of a case is the smallest per-rank peak over its ranks and repeats.  Every rank of these
 layouts runs the same shapes, so each is a sample of one program's peak; they differ only when gloo's worker
@@ -32,6 +35,8 @@ SPEC_KEYS = ("model", "strategy", "nproc", "batch_size", "seq_len", "dtype", "ac
 
 def case_id(spec: dict[str, Any]) -> str:
     knobs = [spec["dtype"], f"ckpt-{spec['activation_checkpointing']}", f"lora{spec['lora_rank']}"]
+    if spec.get("grad_accum", 1) > 1:
+        knobs.append(f"accum{spec['grad_accum']}")
     return "-".join([spec["model"], spec["strategy"], *knobs])
 
 
@@ -44,6 +49,8 @@ def gather(stores: list[Path]) -> dict[str, dict[str, Any]]:
             if row["status"] != "ok":
                 continue
             spec = {k: row[k] for k in SPEC_KEYS}
+            if row["grad_accum"] > 1:  # named only where it is used, so the other cases keep their specs
+                spec["grad_accum"] = row["grad_accum"]
             case = cases.setdefault(case_id(spec), {"spec": spec, "measured_per_rank": []})
             case["measured_per_rank"].append(row["peak_bytes_per_rank"])
             case["device_name"] = row["device_name"]
@@ -55,11 +62,15 @@ def add_figures(case: dict[str, Any], simulated: int | None = None) -> None:
     from harness.side_by_side import predicted_peak
     from harness.simulate import simulate
     from harness.spec import RunSpec
+    from strategies import get_strategy
 
     names = {f.name for f in fields(RunSpec)}
     spec = RunSpec(**{k: v for k, v in case["spec"].items() if k in names}, device="cpu").validate(measure=False)
     case["reference_bytes"] = min(min(ranks) for ranks in case["measured_per_rank"])
     case["predicted_bytes"] = predicted_peak(Record(spec, "ok"))
+    if get_strategy(spec.strategy).simulate_why_not:  # DeepSpeed: predicted and measured only
+        case["simulated_bytes"] = None
+        return
     case["simulated_bytes"] = simulated if simulated is not None else simulate(spec, "cpu").peak_bytes
 
 
@@ -70,9 +81,10 @@ def main(argv: list[str]) -> int:
     for i, (name, case) in enumerate(sorted(cases.items())):
         same = old.get(name, {}).get("spec") == case["spec"]
         add_figures(case, old[name]["simulated_bytes"] if same else None)
+        simulated = case["simulated_bytes"]
         print(f"[{i + 1}/{len(cases)}] {name}: reference {case['reference_bytes'] / 2**20:.2f} MiB, "
-              f"predicted {case['predicted_bytes'] / case['reference_bytes'] - 1:+.2%}, "
-              f"simulated {case['simulated_bytes'] / case['reference_bytes'] - 1:+.2%}", flush=True)
+              f"predicted {case['predicted_bytes'] / case['reference_bytes'] - 1:+.2%}, simulated "
+              + (f"{simulated / case['reference_bytes'] - 1:+.2%}" if simulated else "-"), flush=True)
     machine = next(iter(cases.values()))["device_name"] if cases else None
     import torch
 

@@ -39,6 +39,7 @@ class MemoryProfile:
     offload: frozenset[str] = frozenset()  # terms held in host memory: "params", "grads", "optimizer"
     casts_params: bool = False  # 16-bit --dtype: the strategy gathers 16-bit params (FSDP's policy), no autocast
     keeps_root: bool = False  # FSDP over a one-rank mesh: the root's gathered copy outlives the optimizer step
+    zero: int = 0  # DeepSpeed ZeRO stage: its buffers are modelled in harness/predict_zero.py
 
 
 class PeakFigures:
@@ -106,6 +107,10 @@ def _state(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile) -> dict[str, fl
 
 def predict(spec: RunSpec, profile: MemoryProfile, device: str = "cuda") -> Prediction:
     """The per-rank peak of `spec` under `profile`; `device` decides the context (and the offload pool)."""
+    if profile.zero:
+        from harness.predict_zero import predict_zero
+
+        return predict_zero(spec, profile, device)
     cfg = config_for(spec)
     state = _state(cfg, spec, profile)
     shapes = Shapes.of(cfg, spec, profile.tp, casts_params=profile.casts_params)

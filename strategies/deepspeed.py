@@ -24,7 +24,7 @@ from harness.adapters import add_adapters, apply_checkpointing
 from harness.training import loss_fn
 from harness.zoo import config_for, materialize
 from strategies import register
-from strategies.base import ALL_KNOBS, Batch, OptimizerFactory, Prepared, Strategy
+from strategies.base import ALL_KNOBS, Batch, MemoryProfile, OptimizerFactory, Prepared, Strategy
 
 if TYPE_CHECKING:
     from harness.spec import RunSpec
@@ -133,6 +133,13 @@ class DeepSpeedZero(Strategy):
         elif spec.optimizer == "adamw" and spec.device == "cuda":
             names.append("FusedAdamBuilder")
         return names
+
+    def memory_profile(self, spec: RunSpec) -> MemoryProfile:
+        dp = spec.nproc
+        moved = {"optimizer"} if self.offload_optimizer else set()
+        return MemoryProfile(param_div=dp if self.stage == 3 else 1, grad_div=dp if self.stage > 1 else 1,
+                             optim_div=dp, casts_params=True, zero=self.stage,
+                             offload=frozenset(moved | ({"params"} if self.offload_params else set())))
 
     def config(self, spec: RunSpec, dp: int | None = None) -> dict[str, Any]:
         return ds_config(spec, self.stage, self.offload_optimizer, self.offload_params, dp)

@@ -114,5 +114,44 @@ def test_bad_estimate_input_is_one_line_exit_2(args: tuple[str, ...], message: s
 
 
 def test_a_strategy_without_a_memory_model_says_so(cli: Any) -> None:
-    code, err = cli(["estimate", "--strategy", "zero3", "--nproc", "2"])
-    assert code == 1 and "no memory model of zero3 yet" in err
+    code, err = cli(["estimate", "--strategy", "accelerate_fsdp", "--nproc", "2"])
+    assert code == 1 and "no memory model of accelerate_fsdp yet" in err
+
+
+def _zero(strategy: str, **kw: Any) -> Any:
+    spec = RunSpec(model="7b", strategy=strategy, nproc=8, batch_size=1, seq_len=2048, dtype="bf16",
+                   activation_checkpointing="full", device="cuda", **kw)
+    return predict(spec, get_strategy(strategy).memory_profile(spec), "cuda")  # type: ignore[arg-type]
+
+
+def test_zero_stages_partition_more_and_offload_moves_state_to_the_host() -> None:
+    """On 8 ranks each stage holds less than the one before; the terms are DeepSpeed's buffers."""
+    cfg = get_config("7b")
+    n = cfg.param_count()
+    one, two, three = (_zero(s) for s in ("zero1", "zero2", "zero3"))
+    assert one.peak_bytes > two.peak_bytes > three.peak_bytes
+    # stages 1-2 keep every bf16 parameter; stage 3 a shard, with its norms whole
+    assert one.breakdown["params"] == two.breakdown["params"] == 2 * n
+    assert three.breakdown["params"] == pytest.approx(2 * n / 8, rel=1e-3)
+    # fp32 masters and AdamW's two states, partitioned at every stage
+    assert one.breakdown["optimizer"] == two.breakdown["optimizer"] == pytest.approx(12 * n / 8)
+    assert one.phase == "backward end" and one.breakdown["grads"] == pytest.approx(2 * n + 2 * n / 8)
+    # the bf16 partition, its flattened copy and that copy in fp32
+    assert two.phase == "gradients flattened" and two.breakdown["grads"] == pytest.approx((2 + 2 + 4) * n / 8)
+    two_off, three_off = _zero("zero2_offload"), _zero("zero3_offload")
+    assert two_off.breakdown["optimizer"] == three_off.breakdown["optimizer"] == 0
+    assert three_off.breakdown["params"] < 0.01 * three.breakdown["params"]  # only the persistent norms
+    assert two_off.host_bytes == pytest.approx(12 * n / 8 + 4 * n / 8 + 2 * n / 8 + 2 * cfg.vocab_size * cfg.dim,
+                                               rel=1e-6)
+    assert three_off.peak_bytes < two_off.peak_bytes < two.peak_bytes
+
+
+def test_zero_on_a_cpu_counts_torchs_adamw_and_gloos_gather() -> None:
+    """Without offload DeepSpeed steps torch's AdamW on a CPU (sqrt(v) and its quotient over the flat fp32
+    partition); gloo gathers the updated partitions through a buffer the size of its output."""
+    spec = RunSpec(model="tiny", strategy="zero2", nproc=2, batch_size=2, seq_len=64, device="cpu")
+    n = get_config("tiny").param_count()
+    cpu = predict(spec, get_strategy("zero2").memory_profile(spec), "cpu")  # type: ignore[arg-type]
+    assert cpu.phase == "optimizer step" and cpu.breakdown["temporaries"] == 2 * 4 * n / 2
+    sgd = spec.with_(optimizer="sgd")
+    assert predict(sgd, get_strategy("zero2").memory_profile(sgd), "cpu").phase == "all-gather"  # type: ignore[arg-type]
