@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from rich.table import Table
 
@@ -152,12 +152,23 @@ def cmd_strategies(_: argparse.Namespace) -> int:
     from strategies import list_strategies
 
     table = Table(header_style="bold")
-    for col in ("strategy", "what it does", "shards / offloads"):
+    for col in ("strategy", "what it does", "shards / offloads", "estimate", "simulate"):
         table.add_column(col)
     for s in list_strategies():
-        table.add_row(s.name, s.description, s.shards)
+        table.add_row(s.name, s.description, s.shards, "yes" if _has_memory_model(s) else "no",
+                      "no" if s.simulate_why_not else "yes")
     console().print(table)
     return 0
+
+
+def _has_memory_model(strategy: Any) -> bool:
+    """Whether `spacetime estimate` models the strategy (asked for a 2-rank spec)."""
+    from harness.spec import RunSpec
+
+    try:
+        return strategy.memory_profile(RunSpec(strategy=strategy.name, nproc=2)) is not None
+    except Exception:  # a plugin's profile may need a spec it validates first: it says so when estimated
+        return False
 
 
 def cmd_zoo(_: argparse.Namespace) -> int:

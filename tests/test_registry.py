@@ -34,6 +34,15 @@ def test_plugin_listed_by_the_cli_in_a_fresh_process() -> None:
                          env=dict(os.environ), check=True).stdout
     assert "plugin_ddp" in out and "Third-party DDP" in out
     assert ENTRY_POINT_GROUP == "spacetime.strategies"
+    assert "estimate" in out and "simulate" in out
+
+
+def test_the_listing_says_which_strategies_estimate_and_simulate_model() -> None:
+    from harness.cli import _has_memory_model
+
+    assert _has_memory_model(get_strategy("zero3")) and _has_memory_model(get_strategy("fsdp_tp"))
+    assert not _has_memory_model(get_strategy("accelerate_fsdp"))
+    assert get_strategy("fsdp_tp").simulate_why_not is None and get_strategy("zero3").simulate_why_not
 
 
 def test_registering_a_name_twice_is_refused() -> None:
