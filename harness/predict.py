@@ -146,15 +146,21 @@ def predict(spec: RunSpec, profile: MemoryProfile, device: str = "cuda") -> Pred
         for name in ("forward end", "backward start", "root re-gathered", "last block's backward"):
             if name in phases:
                 phases[name]["grads"] = held
+    held = {"params": state["params"], "optimizer": state["optimizer"]}
+    return Prediction(spec, *largest_phase(held, phases, device), int(host))
+
+
+def largest_phase(held: dict[str, float], phases: dict[str, dict[str, float]],
+                  device: str) -> tuple[dict[str, int], str]:
+    """The breakdown at the phase with the largest total (what every phase holds plus what it adds), with the
+    CUDA context on a CUDA target, and the phase's name."""
     best, best_parts = "", {"total": -1.0}
     for name, extra in phases.items():
-        parts = {"params": state["params"], "grads": 0.0, "optimizer": state["optimizer"], "activations": 0.0,
-                 "temporaries": 0.0, "comm": 0.0, **extra}
+        parts = {k: held.get(k, 0.0) + extra.get(k, 0.0) for k in CATEGORIES[:-1]}
         if sum(parts.values()) > sum(best_parts.values()):
             best, best_parts = name, parts
     context = CUDA_CONTEXT_BYTES if device == "cuda" else 0
-    breakdown = {k: int(best_parts.get(k, 0)) for k in CATEGORIES[:-1]} | {"context": context}
-    return Prediction(spec, breakdown, best, int(host))
+    return {k: int(best_parts[k]) for k in CATEGORIES[:-1]} | {"context": context}, best
 
 
 class _Comm:

@@ -24,8 +24,7 @@ next micro-batch's forward; ZeRO-Offload accumulates its partition's gradients i
 from __future__ import annotations
 
 from harness.activations import Shapes, block_saved_bytes, head_bytes
-from harness.predict import (CATEGORIES, CUDA_CONTEXT_BYTES, OPTIMIZER_STATE, MemoryProfile, Prediction,
-                             lora_params)
+from harness.predict import OPTIMIZER_STATE, MemoryProfile, Prediction, largest_phase, lora_params
 from harness.spec import RunSpec
 from harness.zoo import ModelConfig, config_for
 
@@ -55,16 +54,7 @@ def predict_zero(spec: RunSpec, profile: MemoryProfile, device: str = "cuda") ->
     if device == "cuda":  # a CPU run has one pool: what offload moves to the host stays in the count
         held = {k: held[k] - host.get(k, 0.0) for k in held}
     phases = _phases(cfg, spec, profile, device)
-    best, parts = "", {"total": -1.0}
-    for name, extra in phases.items():
-        candidate = {k: 0.0 for k in CATEGORIES[:-1]} | held
-        for k, v in extra.items():
-            candidate[k] += v
-        if sum(candidate.values()) > sum(parts.values()):
-            best, parts = name, candidate
-    context = CUDA_CONTEXT_BYTES if device == "cuda" else 0
-    breakdown = {k: int(parts.get(k, 0)) for k in CATEGORIES[:-1]} | {"context": context}
-    return Prediction(spec, breakdown, best, int(sum(host.values())))
+    return Prediction(spec, *largest_phase(held, phases, device), int(sum(host.values())))
 
 
 def _held(cfg: ModelConfig, spec: RunSpec, profile: MemoryProfile) -> tuple[dict[str, float], dict[str, float]]:

@@ -135,10 +135,9 @@ class DeepSpeedZero(Strategy):
         return names
 
     def memory_profile(self, spec: RunSpec) -> MemoryProfile:
-        dp = spec.nproc
+        """The stage and what is offloaded; harness/predict_zero.py partitions over spec.nproc ranks."""
         moved = {"optimizer"} if self.offload_optimizer else set()
-        return MemoryProfile(param_div=dp if self.stage == 3 else 1, grad_div=dp if self.stage > 1 else 1,
-                             optim_div=dp, casts_params=True, zero=self.stage,
+        return MemoryProfile(casts_params=True, zero=self.stage,
                              offload=frozenset(moved | ({"params"} if self.offload_params else set())))
 
     def config(self, spec: RunSpec, dp: int | None = None) -> dict[str, Any]:
