@@ -9,7 +9,9 @@ Each stand-in is a context manager (or an adapter) that changes nothing a real r
   hook that completes at once in place, as gloo and NCCL reduce in place;
 - gloo's all-gather and reduce-scatter get the buffers gloo makes inside them (CPU targets only);
 - DTensor's sharding propagation gets a fake mode of its own and linear-time foreach handling;
-- a CUDA target counts every storage rounded up to 512 bytes, as CUDA's caching allocator does.
+- a CUDA target counts every storage rounded up to 512 bytes, as CUDA's caching allocator does;
+- profiler annotations (FSDP's `record_function` ranges) are not dispatched: each one went through the
+  tracker and fake mode as an op, 12% of a 7b FSDP2 + TP simulation, and none holds a tensor.
 """
 
 from __future__ import annotations
@@ -229,3 +231,17 @@ def cuda_rounding(on: bool) -> Iterator[None]:
         yield
     finally:
         mem_tracker._WeakRefInfo._calculate_mem_consumed = original  # type: ignore[method-assign]
+
+
+@contextmanager
+def quiet_profiler() -> Iterator[None]:
+    """`torch.profiler.record_function` ranges as no-ops: they name time in a trace and hold no memory."""
+    from torch.autograd import profiler
+
+    saved = profiler.record_function.__enter__, profiler.record_function.__exit__
+    profiler.record_function.__enter__ = lambda self: self  # type: ignore[method-assign]
+    profiler.record_function.__exit__ = lambda self, *exc: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        profiler.record_function.__enter__, profiler.record_function.__exit__ = saved  # type: ignore[method-assign]

@@ -119,6 +119,7 @@ def simulate(spec: RunSpec, device: str = "cpu") -> Simulation:
         dtensor_propagation,
         fake_ddp,
         gloo_buffers,
+        quiet_profiler,
         real_meshes,
     )
     from harness.sim_tracker import tracker_for
@@ -132,7 +133,7 @@ def simulate(spec: RunSpec, device: str = "cpu") -> Simulation:
     model = build_model(cfg, spec.seq_len).to(param_dtype(spec))  # meta, outside fake mode
     factory = make_optimizer_factory(spec, foreach=True if device == "cuda" else None)
     with fake_world(spec) as world, fake_ddp(), real_meshes(), cuda_rounding(device == "cuda"), \
-            gloo_buffers(device == "cpu"), dtensor_propagation(), \
+            gloo_buffers(device == "cpu"), dtensor_propagation(), quiet_profiler(), \
             FakeTensorMode(allow_non_fake_inputs=True):
         prepared = strategy.wrap(model, factory, world, spec)
         adapt_ddp(prepared.model)

@@ -65,13 +65,14 @@ def test_cuda_target_adds_rounding_foreach_temporaries_and_the_context() -> None
 def test_leaves_no_process_group_or_patch_behind() -> None:
     import torch.distributed as dist
     import torch.distributed.tensor._ops.utils as op_utils
+    from torch.autograd.profiler import record_function
     import torch.distributed.tensor._sharding_prop as prop
     from torch.distributed.device_mesh import DeviceMesh
 
     def patched() -> tuple[Any, ...]:
         return (DeviceMesh.__init__, dist.reduce_scatter_single, dist.all_gather_single, prop.detect_fake_mode,
                 prop._propagate_use_strided_shard_flag, prop.ShardingPropagator._propagate_tensor_meta_non_cached,
-                op_utils.expand_to_full_mesh_op_strategy)
+                op_utils.expand_to_full_mesh_op_strategy, record_function.__enter__, record_function.__exit__)
 
     before = patched()
     simulate(TINY.with_(strategy="fsdp_tp", nproc=2))
