@@ -95,7 +95,8 @@ def _counts(cfg: ModelConfig, spec: RunSpec) -> tuple[float, float]:
 
 
 def _largest(cfg: ModelConfig, spec: RunSpec) -> int:
-    """Elements of the largest trainable parameter."""
+    """Elements of the largest trainable parameter (under LoRA, a factor bounded by rank x the widest
+    projection: at most a few hundred KB, so the bound is kept rather than the targets' exact widths)."""
     if spec.lora_rank:
         return spec.lora_rank * max(cfg.dim, cfg.ffn_dim)
     return max(cfg.vocab_size * cfg.dim, cfg.dim * cfg.ffn_dim)
