@@ -76,12 +76,18 @@ def trained_weights(spec: RunSpec) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(), frozenset(lora_modules(spec.lora_targets))
 
 
+def norm_saved(s: Shapes, weight_trains: bool) -> float:
+    """An RMSNorm's saved tensors: its input (two fp32 copies of a 16-bit one), the rsqrt, and `normed` when
+    the weight trains (the weight's gradient needs it)."""
+    kept = s.t * s.d * 4.0 * (2 if s.compute == "cast" else 1) + s.t * 4.0
+    return kept + (s.t * s.d * (2.0 if s.compute == "cast" else 4.0) if weight_trains else 0.0)
+
+
 def saved_in_block(s: Shapes, spec: RunSpec | None = None) -> float:
     """Bytes one block keeps for backward (no checkpointing)."""
     trains, adapted = trained_weights(spec) if spec else (frozenset(LINEARS) | {"norm"}, frozenset())
     rank = spec.lora_rank if spec else 0
     lo = 4.0 if s.compute == "fp32" else 2.0  # width of projection outputs and attention tensors
-    res = 2.0 if s.compute == "cast" else 4.0  # the residual stream
     t, d, kv, f, tp = s.t, s.d, s.kv, s.f, s.tp
     out_width = {"wq": d / tp, "wk": kv / tp, "wv": kv / tp, "wo": d, "w1": f / tp, "w3": f / tp, "w2": d}
     in_width = {"wq": d, "wk": d, "wv": d, "wo": d / tp, "w1": d, "w3": d, "w2": f / tp}
@@ -90,8 +96,7 @@ def saved_in_block(s: Shapes, spec: RunSpec | None = None) -> float:
         return name in trains or name in adapted or s.every_input
 
     def norm() -> float:
-        kept = t * d * 4.0 * (2 if s.compute == "cast" else 1) + t * 4.0  # input (fp32 copies), rsqrt
-        return kept + (t * d * res if "norm" in trains else 0.0)  # normed, for the weight's gradient
+        return norm_saved(s, "norm" in trains)
 
     def inputs(names: tuple[str, ...]) -> float:
         """q/k/v (norm 1's output) or w1/w3 (norm 2's): one shared input, or under autocast one 16-bit copy
@@ -127,14 +132,22 @@ def block_saved_bytes(s: Shapes, spec: RunSpec) -> BlockBytes:
 
 @dataclass(frozen=True)
 class HeadBytes:
-    forward: float  # final norm's saved tensors and the log-softmax output
+    forward: float  # the final norm's and the output projection's saved tensors and the log-softmax output
     backward: float  # the log-softmax's and the logits' gradients at the start of backward
+    logits: float  # the output projection's output (the loss's input), in the compute width
+    logits_grad: float  # the logits' gradient once the loss's backward is done, in the logits' width
 
 
 def head_bytes(s: Shapes, spec: RunSpec) -> HeadBytes:
-    res = 2.0 if s.compute == "cast" else 4.0
-    logits = s.t * s.vocab * 4.0  # the loss upcasts to fp32
-    norm = 3 * s.t * s.d * res
-    if s.compute == "autocast":  # the output projection's 16-bit copies of its input and weight
-        norm += s.t * s.d * 2.0 + s.vocab * s.d / s.tp * 2.0
-    return HeadBytes(forward=norm + logits, backward=2 * logits)
+    """The final norm, the output projection and the loss.  Their weights train only in full fine-tuning:
+    then the norm keeps `normed` and the projection its input (under autocast a 16-bit copy of it); under
+    autocast the projection keeps a 16-bit copy of its weight whatever trains.  The loss upcasts the logits
+    to fp32 and keeps the log-softmax; 16-bit logits get their gradient back in 16 bits."""
+    trains = not spec.lora_rank
+    logits = s.t * s.vocab * 4.0
+    out = s.t * s.d * (2.0 if s.compute != "fp32" else 4.0) if trains else 0.0
+    if s.compute == "autocast":
+        out += s.vocab * s.d / s.tp * 2.0
+    width = 4.0 if s.compute == "fp32" else 2.0
+    return HeadBytes(forward=norm_saved(s, trains) + out + logits, backward=2 * logits,
+                     logits=s.t * s.vocab * width, logits_grad=s.t * s.vocab * width)

@@ -38,7 +38,7 @@ class MemoryProfile:
     tp: int = 1  # tensor-parallel degree: divides block weights and the activations inside attention/MLP
     offload: frozenset[str] = frozenset()  # terms held in host memory: "params", "grads", "optimizer"
     casts_params: bool = False  # 16-bit --dtype: the strategy gathers 16-bit params (FSDP's policy), no autocast
-    keeps_root: bool = False  # FSDP over a one-rank mesh: the root's gathered copy outlives the optimizer step
+    keeps_root: bool = False  # FSDP2's default for the root: its gathered parameters kept from forward to backward
     zero: int = 0  # DeepSpeed ZeRO stage: its buffers are modelled in harness/predict_zero.py
 
 
@@ -93,15 +93,23 @@ def lora_params(cfg: ModelConfig, spec: RunSpec) -> int:
     return cfg.n_layers * per_layer
 
 
+def train_width(spec: RunSpec) -> float:
+    """Bytes per element of what trains: bf16 under --dtype bf16-pure, except LoRA adapters, which peft keeps
+    in fp32 over a 16-bit base; fp32 otherwise (mixed precision trains fp32 masters)."""
+    return 2.0 if spec.dtype == "bf16-pure" and not spec.lora_rank else 4.0
+
+
 def _state(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile) -> dict[str, float]:
     """Persistent model state per rank: params, grads (when all exist), optimizer (with a master copy)."""
     block_w, rest_w = weight_bytes(cfg, spec)
     adapters = lora_params(cfg, spec)
     params = (block_w + rest_w) / prof.tp / prof.param_div + adapters * 4.0 / prof.param_div
     trainable = adapters if spec.lora_rank else cfg.param_count()
-    grad_width = 2.0 if spec.dtype == "bf16-pure" else 4.0
-    grads = trainable * grad_width / prof.tp / prof.grad_div
-    optim = trainable * OPTIMIZER_STATE.get(spec.optimizer, 8.0) / prof.tp / prof.optim_div
+    width = train_width(spec)
+    grads = trainable * width / prof.tp / prof.grad_div
+    # AdamW's moments and SGD's momentum take the parameter's dtype; 8-bit AdamW's blocks do not
+    scale = width / 4.0 if spec.optimizer in ("adamw", "sgd") else 1.0
+    optim = trainable * OPTIMIZER_STATE.get(spec.optimizer, 8.0) * scale / prof.tp / prof.optim_div
     return {"params": params, "grads": grads, "optimizer": optim}
 
 
@@ -113,41 +121,58 @@ def predict(spec: RunSpec, profile: MemoryProfile, device: str = "cuda") -> Pred
         return predict_zero(spec, profile, device)
     cfg = config_for(spec)
     state = _state(cfg, spec, profile)
-    shapes = Shapes.of(cfg, spec, profile.tp, casts_params=profile.casts_params)
-    blocks = block_saved_bytes(shapes, spec)  # every block's saved tensors, checkpointing applied
-    head = head_bytes(shapes, spec)
+    if profile.tp > 1 and profile.gathered == "none" and not spec.lora_rank:  # the embedding's gradient is
+        whole = embedding_grad(cfg, spec, profile) * (1 - 1 / profile.tp)  # whole, and so is SGD's momentum,
+        state["grads"] += whole  # which starts as a clone of it
+        state["optimizer"] += whole if spec.optimizer == "sgd" else 0.0
     host = sum(v for k, v in state.items() if k in profile.offload)
     if device == "cuda":  # on a CPU run host and device memory are one pool: offload moves nothing out
         state = {k: (0.0 if k in profile.offload else v) for k, v in state.items()}
-    comm = _Comm(cfg, spec, profile, state)
+    phases = _phases(cfg, spec, profile, device, state)
+    held = {"params": state["params"], "optimizer": state["optimizer"]}
+    return Prediction(spec, *largest_phase(held, phases, device), int(host))
+
+
+# phases before the step's gradients exist: under gradient accumulation the earlier micro-batches' are alive
+_BEFORE_GRADIENTS = ("forward start", "last block's forward", "output projection", "forward end",
+                     "backward start", "root re-gathered", "last block's backward")
+
+
+def _phases(cfg: ModelConfig, spec: RunSpec, profile: MemoryProfile, device: str,
+            state: dict[str, float]) -> dict[str, dict[str, float]]:
+    """What each phase of the step adds to the parameters and optimizer state (bytes per rank)."""
+    shapes = Shapes.of(cfg, spec, profile.tp, casts_params=profile.casts_params)
+    blocks = block_saved_bytes(shapes, spec)  # every block's saved tensors, checkpointing applied
+    head = head_bytes(shapes, spec)
+    from harness.predict_comm import Comm, fsdp_phases  # it builds on this module's terms
+
+    comm = Comm(cfg, spec, profile, state)
     acts = blocks.total + head.forward
     phases = {
-        "forward end": {"activations": acts, "temporaries": blocks.recompute, "comm": comm.compute},
+        # one block's intermediates (its saved tensors, or under checkpointing what it drops) beside the rest
+        "last block's forward": {"activations": blocks.total, "temporaries": blocks.recompute,
+                                 "comm": comm.compute},
+        # the logits are made with the root gathered, the loss (log-softmax) runs after FSDP reshards it
+        "output projection": {"activations": acts - head.backward / 2, "temporaries": head.logits,
+                              "comm": comm.head},
+        "forward end": {"activations": acts, "comm": comm.backward_start},
         "backward start": {"activations": acts, "temporaries": head.backward, "comm": comm.backward_start},
-        "backward end": {"grads": state["grads"] - comm.root_grad_shard, "temporaries": blocks.recompute,
-                         "comm": comm.last_reduce},
+        "backward end": {"grads": state["grads"] - comm.root_grad_shard, "comm": comm.last_reduce},
         "optimizer step": {"grads": state["grads"], "comm": comm.idle,
                            "temporaries": _optimizer_temporaries(cfg, spec, profile, device)},
     }
-    if profile.gathered == "unit":
-        # the last block's backward: its gathered parameters and the next block's prefetch, every block's
-        # activations, the logits' gradient and the output projection's whole gradient (reduced at the end)
-        output_grad = 0.0 if spec.lora_rank else cfg.vocab_size * cfg.dim * 4.0 / profile.tp
-        phases["last block's backward"] = {"activations": blocks.total,
-                                           "comm": comm.compute if profile.param_div > 1 else comm.block_backward,
-                                           "temporaries": head.backward / 2 + output_grad}
-    if comm.regather:  # the log-softmax's output and gradient are gone, the logits' gradient is not
-        logits = head.backward / 2
-        phases["root re-gathered"] = {"activations": acts - logits, "temporaries": logits,
-                                      "comm": comm.regather}
-    if spec.grad_accum > 1:  # from the second micro-batch on, the gradients accumulated so far are alive; FSDP
-        # skips its reduce-scatter until the last micro-batch, so it holds them unsharded
-        held = state["grads"] * (profile.grad_div if profile.gathered != "none" else 1)
-        for name in ("forward end", "backward start", "root re-gathered", "last block's backward"):
+    if blocks.recompute and profile.gathered == "none":  # the first block recomputed: every gradient but its
+        # own and the embedding's exists
+        phases["first block's recompute"] = {"grads": state["grads"] - _first_grads(cfg, spec, profile),
+                                             "temporaries": blocks.recompute, "comm": comm.last_reduce}
+    if profile.gathered != "none":
+        phases.update(fsdp_phases(cfg, spec, profile, state, comm, blocks, head))
+    if spec.grad_accum > 1:  # FSDP skips its reduce-scatter until the last micro-batch: unsharded until then
+        accumulated = state["grads"] * (profile.grad_div if profile.gathered != "none" else 1)
+        for name in _BEFORE_GRADIENTS:
             if name in phases:
-                phases[name]["grads"] = held
-    held = {"params": state["params"], "optimizer": state["optimizer"]}
-    return Prediction(spec, *largest_phase(held, phases, device), int(host))
+                phases[name]["grads"] = accumulated
+    return phases
 
 
 def largest_phase(held: dict[str, float], phases: dict[str, dict[str, float]],
@@ -163,59 +188,36 @@ def largest_phase(held: dict[str, float], phases: dict[str, dict[str, float]],
     return {k: int(best_parts[k]) for k in CATEGORIES[:-1]} | {"context": context}, best
 
 
-class _Comm:
-    """Buffers communication adds, by phase.  DDP: gradient buckets as large as the gradients, for the whole
-    run.  FSDP/ZeRO-3: the root unit (embeddings, output, final norm) stays gathered from forward to the end
-    of backward, one block is gathered at a time while the next is prefetched ("unit") or every block stays
-    gathered until its backward ("all"); the last reduce-scatter (the root's) holds the root's whole
-    gradients and their flattened copy while its shard of the gradients does not exist yet.  A one-rank
-    shard group (HSDP's) copies instead of gathering: the root's copy, and in backward a block's beside it."""
+def _first_grads(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile) -> float:
+    """The gradients the first block and the embedding add last in backward."""
+    if spec.lora_rank:
+        return lora_params(cfg, spec) / cfg.n_layers * 4.0 / prof.grad_div
+    block_w, _ = weight_bytes(cfg, spec)
+    embedding = cfg.vocab_size * cfg.dim * (2.0 if spec.dtype == "bf16-pure" else 4.0)
+    return (block_w / cfg.n_layers + embedding) / prof.tp / prof.grad_div
 
-    def __init__(self, cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, state: dict[str, float]) -> None:
-        self.compute = self.last_reduce = self.idle = self.root_grad_shard = self.regather = 0.0
-        self.backward_start = self.block_backward = 0.0
-        if prof.grad_buckets:
-            self.compute = self.last_reduce = self.idle = state["grads"] * prof.grad_div
-            return
-        if prof.gathered == "none":
-            return
-        block_w, rest_w = weight_bytes(cfg, spec)
-        gathered = 2.0 if spec.dtype in ("bf16", "fp16", "bf16-pure") and prof.casts_params else 4.0
-        root = (rest_w / 4.0 * gathered if spec.dtype != "bf16-pure" else rest_w) / prof.tp
-        block = block_w / cfg.n_layers / prof.tp / 4.0 * gathered
-        if prof.param_div == 1:  # a one-rank shard group copies shards into parameters, no all-gather buffer:
-            self.compute = root  # the root's copy is held while forward and backward compute
-            self.block_backward = root + block  # and, in backward, the block's copy beside it
-            self.idle = root if prof.keeps_root else 0.0
-            root = 0.0
-        else:
-            # "unit": the block in use, and the next one's all-gather output with its copy into parameters
-            self.compute = root + (3 * block if prof.gathered == "unit" else cfg.n_layers * block)
-            if prof.gathered == "unit":  # FSDP2 reshards the root after forward and gathers it again for
-                # backward: the gathered root, its shard cast to 16 bits first (mixed precision), and on
-                # CPU the flat output-sized buffer gloo gathers into
-                cast = root / prof.param_div if spec.dtype in ("bf16", "fp16") and prof.casts_params else 0.0
-                self.regather = root + cast + (root if spec.device == "cpu" else 0.0)
-        # between the head's forward and backward every block is resharded ("unit"): only the root is gathered;
-        # a one-rank shard group (HSDP's) frees the root's copy after forward and copies it again for backward
-        self.backward_start = self.compute if prof.gathered != "unit" or prof.keeps_root else root
-        if prof.param_div == 1 and prof.gathered == "unit" and not prof.keeps_root:
-            self.regather, self.backward_start = self.compute, 0.0
-        if "params" in prof.offload and spec.device == "cuda":  # shards copied to the GPU before gathering
-            self.compute += (root + 2 * block) / prof.param_div
-        if not spec.lora_rank:  # frozen root weights have no gradients to reduce
-            root_grads = rest_w / 4.0 * 4.0 / prof.tp
-            self.root_grad_shard = root_grads / prof.grad_div
-            self.last_reduce = root + 2 * root_grads
+
+def embedding_grad(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile) -> float:
+    """The embedding's whole gradient (vocab x dim) under tensor parallelism, in the compute width.  The
+    row-wise sharded embedding's backward yields a Replicate gradient, not one sharded like its weight: plain
+    TP keeps it as .grad through the step, FSDP2 splits its shard off (a copy) before reducing."""
+    width = 2.0 if spec.dtype == "bf16-pure" or (spec.dtype in ("bf16", "fp16") and prof.casts_params) else 4.0
+    return cfg.vocab_size * cfg.dim * width
 
 
 def _optimizer_temporaries(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, device: str) -> float:
     """torch's AdamW runs foreach on CUDA: one full-size temporary (sqrt of the second moments, divided in
-    place); on CPU it runs per tensor, and the largest parameter's sqrt and its quotient set the peak."""
+    place); on CPU it runs per tensor, and the largest parameter's sqrt and its quotient set the peak.  SGD
+    updates its momentum in place, but under plain TP the embedding's whole gradient is split to the
+    momentum's shard by a copy."""
     trainable = lora_params(cfg, spec) if spec.lora_rank else cfg.param_count()
+    width = train_width(spec)
+    plain_tp = prof.tp > 1 and prof.gathered == "none"
+    if spec.optimizer == "sgd" and plain_tp and not spec.lora_rank:
+        return cfg.vocab_size * cfg.dim / prof.tp * width
     if spec.optimizer != "adamw" or "optimizer" in prof.offload:
         return 0.0
-    if device == "cuda" and not (prof.tp > 1 and prof.gathered == "none"):  # plain TP runs per tensor
-        return trainable * 4.0 / prof.tp / prof.optim_div
+    if device == "cuda" and not plain_tp:  # plain TP runs per tensor
+        return trainable * width / prof.tp / prof.optim_div
     largest = cfg.vocab_size * cfg.dim / prof.tp if not spec.lora_rank else cfg.ffn_dim * spec.lora_rank
-    return 2 * largest * 4.0 / prof.optim_div  # sqrt(v) and sqrt(v) / bias correction, briefly both alive
+    return 2 * largest * width / prof.optim_div  # sqrt(v) and sqrt(v) / bias correction, briefly both alive

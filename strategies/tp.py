@@ -54,7 +54,7 @@ class TensorParallel(Strategy):
         layout = self.layout(spec)
         dp = layout.dp_shard if self.fsdp else 1
         return MemoryProfile(param_div=dp, grad_div=dp, optim_div=dp, tp=layout.tp, casts_params=self.fsdp,
-                             gathered="unit" if self.fsdp else "none", keeps_root=self.fsdp and dp == 1)
+                             gathered="unit" if self.fsdp else "none", keeps_root=self.fsdp)
 
     def layout(self, spec: RunSpec) -> Layout:
         tp = self.degree(spec)

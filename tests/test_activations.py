@@ -8,14 +8,16 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
-from harness.activations import Shapes, saved_in_block
+from harness.activations import Shapes, head_bytes, saved_in_block
 from harness.adapters import add_adapters
 from harness.spec import RunSpec
+from harness.training import loss_fn
 from harness.zoo import build_model, config_for, materialize
 
 CASES = [  # (dtype, LoRA rank, FSDP-style 16-bit parameters)
@@ -41,14 +43,18 @@ def _saved_bytes(block: nn.Module, x: torch.Tensor, rope: torch.Tensor, autocast
     return sum(storages.values())
 
 
-def _block(spec: RunSpec, casts_params: bool) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+def _model(spec: RunSpec, casts_params: bool) -> tuple[Any, torch.Tensor]:
     cfg = config_for(spec)
     model = add_adapters(build_model(cfg, spec.seq_len), spec)
     materialize(model, torch.device("cpu"), spec.seed)
     width = torch.bfloat16 if casts_params else torch.float32
     model.to(width)
     model.rope = model.rope.float()
-    x = torch.randn(spec.batch_size, spec.seq_len, cfg.dim, dtype=width, requires_grad=True)
+    return model, torch.randn(spec.batch_size, spec.seq_len, cfg.dim, dtype=width, requires_grad=True)
+
+
+def _block(spec: RunSpec, casts_params: bool) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    model, x = _model(spec, casts_params)
     return model.layers[1], x, model.rope
 
 
@@ -84,3 +90,27 @@ def test_zero3s_linear_keeps_every_projections_input(rank: int) -> None:
     assert measured == saved_in_block(shapes, spec)
     if rank:  # frozen projections keep inputs they would not otherwise
         assert measured > saved_in_block(Shapes.of(config_for(spec), spec), spec)
+
+
+class _Head(nn.Module):
+    """The final norm, the output projection and the loss, as a training step runs them after the blocks."""
+
+    def __init__(self, model: Any, targets: torch.Tensor) -> None:
+        super().__init__()
+        self.norm, self.output, self.targets = model.norm, model.output, targets
+
+    def forward(self, x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
+        return loss_fn(self.output(self.norm(x)), self.targets)
+
+
+@pytest.mark.parametrize(("dtype", "rank", "casts_params"), CASES)
+def test_the_heads_saved_tensors_are_counted_exactly(dtype: str, rank: int, casts_params: bool) -> None:
+    """The loss also keeps its targets and a 0-dim weight total; the targets exist before the step and are left
+    out with the parameters, the 4-byte total is added here."""
+    spec = RunSpec(model="tiny", batch_size=2, seq_len=64, dtype=dtype, lora_rank=rank)
+    model, x = _model(spec, casts_params)
+    targets = torch.randint(0, config_for(spec).vocab_size, (spec.batch_size, spec.seq_len))
+    head = _Head(model, targets)
+    measured = _saved_bytes(head, x, targets, autocast=dtype == "bf16" and not casts_params)
+    shapes = Shapes.of(config_for(spec), spec, casts_params=casts_params)
+    assert measured == head_bytes(shapes, spec).forward + 4

@@ -65,8 +65,8 @@ def test_cuda_target_adds_rounding_foreach_temporaries_and_the_context() -> None
 def test_leaves_no_process_group_or_patch_behind() -> None:
     import torch.distributed as dist
     import torch.distributed.tensor._ops.utils as op_utils
-    from torch.autograd.profiler import record_function
     import torch.distributed.tensor._sharding_prop as prop
+    from torch.autograd.profiler import record_function
     from torch.distributed.device_mesh import DeviceMesh
 
     def patched() -> tuple[Any, ...]:

@@ -1,0 +1,124 @@
+"""The buffers communication adds to a step, by phase (part of predict, harness/predict.py): DDP's gradient
+buckets, FSDP2's all-gathers and reduce-scatters, and what tensor parallelism does to the embedding's
+gradient under FSDP2.  Every term here was found in a simulated step (`spacetime simulate`, exact against
+measurement on the CPU matrix) and is checked against simulations in tests/test_predict.py."""
+
+from __future__ import annotations
+
+from harness.activations import BlockBytes, HeadBytes
+from harness.predict import MemoryProfile, embedding_grad, weight_bytes
+from harness.spec import RunSpec
+from harness.zoo import ModelConfig
+
+
+def gathered_bytes(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile) -> tuple[float, float]:
+    """(the root, one block) as FSDP gathers them on one rank: in 16 bits under mixed precision (FSDP's policy
+    casts the fp32 shards) or pure bf16, as stored otherwise."""
+    block_w, rest_w = weight_bytes(cfg, spec)
+    cast = 0.5 if spec.dtype in ("bf16", "fp16") and prof.casts_params else 1.0
+    return rest_w * cast / prof.tp, block_w / cfg.n_layers * cast / prof.tp
+
+
+class Comm:
+    """Buffers communication adds, by phase.  DDP: gradient buckets as large as the gradients, for the whole
+    run.  FSDP: the root unit (embeddings, output, final norm) is gathered through forward and again for
+    backward (kept in between under FSDP2's default for the root), one block is gathered at a time while the
+    next is prefetched ("unit") or every block stays gathered until its backward ("all"); the root's
+    gradients are reduced last."""
+
+    def __init__(self, cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, state: dict[str, float]) -> None:
+        self.compute = self.last_reduce = self.idle = self.root_grad_shard = self.regather = 0.0
+        self.backward_start = self.block_backward = self.forward_start = self.head = 0.0
+        if prof.grad_buckets:
+            self.compute = self.last_reduce = self.idle = self.backward_start = self.head = (
+                state["grads"] * prof.grad_div)
+            return
+        if prof.gathered == "none":
+            return
+        root, block = gathered_bytes(cfg, spec, prof)
+        mixed = spec.dtype in ("bf16", "fp16") and prof.casts_params
+        if prof.param_div == 1:
+            self._one_rank(cfg, prof, root, block, mixed)
+        else:
+            self._sharded(cfg, spec, prof, root, block, mixed)
+        if not spec.lora_rank:  # frozen root weights have no gradients to reduce
+            self._root_reduce(cfg, spec, prof)
+
+    def _one_rank(self, cfg: ModelConfig, prof: MemoryProfile, root: float, block: float, mixed: bool) -> None:
+        """A one-rank shard group (HSDP's, fsdp_tp's at dp 1) copies shards into parameters: no all-gather
+        buffer.  The root's copy is held while forward and backward compute, a block's beside it in backward."""
+        self.compute = self.head = root
+        self.block_backward = root + block
+        if prof.keeps_root:
+            self.backward_start = root
+        else:  # freed after forward, copied back one weight at a time (through a 16-bit cast when mixed)
+            self.regather = root + (cfg.vocab_size * cfg.dim / prof.tp * 2.0 if mixed else 0.0)
+
+    def _sharded(self, cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, root: float, block: float,
+                 mixed: bool) -> None:
+        """All-gathers over 2+ ranks.  "unit": the block in use and the next one's all-gather output with its copy
+        into parameters; "all": every block stays gathered until its backward."""
+        gloo = spec.device == "cpu"
+        self.compute = root + (3 * block if prof.gathered == "unit" else cfg.n_layers * block)
+        # the first block's all-gather (its cast shard, output and gloo's buffer on a CPU) while the root's
+        # output is still held (FSDP2 frees an all-gather's output when the next one is waited on)
+        self.forward_start = 2 * root + block * (2 if gloo else 1) + (block / prof.param_div if mixed else 0.0)
+        if "params" in prof.offload and spec.device == "cuda":  # shards copied to the GPU before gathering
+            self.compute += (root + 2 * block) / prof.param_div
+        if prof.gathered == "all":
+            self.backward_start = self.head = self.compute
+            return
+        self.head = root  # the last block is resharded before the output projection runs
+        if prof.keeps_root:
+            self.backward_start = root
+        else:  # resharded after forward, gathered again for backward: the gathered root, its shard cast to 16
+            # bits first (mixed precision), and on a CPU the flat output-sized buffer gloo gathers into
+            self.regather = root + (root / prof.param_div if mixed else 0.0) + (root if gloo else 0.0)
+
+    def _root_reduce(self, cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile) -> None:
+        """The root's gradients are reduced last: its shard does not exist yet while the reduction runs."""
+        root_grads = weight_bytes(cfg, spec)[1] / prof.tp  # as wide as the weights
+        self.root_grad_shard = root_grads / prof.grad_div
+        self.last_reduce = 2 * root_grads  # a one-rank group: the flat copy-in and its output
+        if prof.param_div > 1:  # the embedding's unsharded gradient (autograd still holds it), the
+            # reduce-scatter's input and output shard, and on a CPU gloo's copy of the input
+            gloo = root_grads if spec.device == "cpu" else 0.0
+            self.last_reduce = (embedding_grad(cfg, spec, prof) / prof.tp + root_grads + self.root_grad_shard
+                                + gloo)
+
+
+def fsdp_phases(cfg: ModelConfig, spec: RunSpec, profile: MemoryProfile, state: dict[str, float], comm: Comm,
+                 blocks: BlockBytes, head: HeadBytes) -> dict[str, dict[str, float]]:
+    """The phases FSDP's gathering adds."""
+    phases: dict[str, dict[str, float]] = {}
+    if profile.gathered == "unit":
+        # the last block's backward: its gathered parameters and the next block's prefetch, every block's
+        # activations (one recomputed under checkpointing) and the output projection's whole gradient in the
+        # compute width (reduced with the root's at the end); the logits' gradient is gone
+        output_grad = 0.0 if spec.lora_rank else embedding_grad(cfg, spec, profile) / profile.tp
+        every = spec.ckpt_every if spec.activation_checkpointing == "selective" else 1
+        recompute = blocks.recompute if (cfg.n_layers - 1) % every == 0 else 0.0  # is the last block checkpointed?
+        phases["last block's backward"] = {"activations": blocks.total,
+                                           "comm": comm.compute if profile.param_div > 1 else comm.block_backward,
+                                           "temporaries": output_grad + recompute}
+    if profile.tp > 1 and not spec.lora_rank:
+        phases["embedding backward"] = embedding_backward(cfg, spec, profile, state)
+    if comm.forward_start:
+        phases["forward start"] = {"comm": comm.forward_start}
+    if comm.regather:  # the log-softmax's output and gradient are gone, the logits' gradient is not
+        phases["root re-gathered"] = {"activations": blocks.total + head.forward - head.backward / 2,
+                                      "temporaries": head.logits_grad, "comm": comm.regather}
+    return phases
+
+
+def embedding_backward(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile,
+                        state: dict[str, float]) -> dict[str, float]:
+    """FSDP2 + TP as the embedding's backward ends, before the root's reduce-scatter: the gathered root, the
+    first block's reduce-scatter input (FSDP2 holds it until the next reduce), every block's gradient shard,
+    the output projection's unsharded gradient, the embedding's whole gradient and the copy of its shard."""
+    block_w, rest_w = weight_bytes(cfg, spec)
+    whole = embedding_grad(cfg, spec, prof)
+    root, _ = gathered_bytes(cfg, spec, prof)
+    block_grads = state["grads"] - rest_w / prof.tp / prof.grad_div  # gradients are as wide as the weights
+    return {"comm": root + block_w / cfg.n_layers / prof.tp, "grads": block_grads + whole / prof.tp,
+            "temporaries": whole + whole / prof.tp}
