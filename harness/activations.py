@@ -62,6 +62,7 @@ class Shapes:
 class BlockBytes:
     total: float  # every block's saved tensors at the end of forward
     recompute: float  # what one recomputed block holds during backward (0 without checkpointing)
+    first: float  # what the first block holds in its backward (block 0 is checkpointed whenever any is)
 
 
 LINEARS = ("wq", "wk", "wv", "wo", "w1", "w2", "w3")
@@ -122,12 +123,12 @@ def saved_in_block(s: Shapes, spec: RunSpec | None = None) -> float:
 def block_saved_bytes(s: Shapes, spec: RunSpec) -> BlockBytes:
     one = saved_in_block(s, spec)
     if spec.activation_checkpointing == "off":
-        return BlockBytes(s.layers * one, 0.0)
+        return BlockBytes(s.layers * one, 0.0, one)
     res = 2.0 if s.compute == "cast" else 4.0
     every = 1 if spec.activation_checkpointing == "full" else spec.ckpt_every
     checkpointed = len(range(0, s.layers, every))
     kept = checkpointed * s.t * s.d * res + (s.layers - checkpointed) * one
-    return BlockBytes(kept, one)
+    return BlockBytes(kept, one, s.t * s.d * res + one)
 
 
 @dataclass(frozen=True)

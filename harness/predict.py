@@ -40,6 +40,7 @@ class MemoryProfile:
     casts_params: bool = False  # 16-bit --dtype: the strategy gathers 16-bit params (FSDP's policy), no autocast
     keeps_root: bool = False  # FSDP2's default for the root: its gathered parameters kept from forward to backward
     zero: int = 0  # DeepSpeed ZeRO stage: its buffers are modelled in harness/predict_zero.py
+    flat: bool = False  # FSDP1's flat parameters: a unit's gradient covers all of it once anything in it trains
 
 
 class PeakFigures:
@@ -107,6 +108,8 @@ def _state(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile) -> dict[str, fl
     trainable = adapters if spec.lora_rank else cfg.param_count()
     width = train_width(spec)
     grads = trainable * width / prof.tp / prof.grad_div
+    if prof.flat and spec.lora_rank:  # LoRA's frozen base weights get (zero) gradients inside the flat one
+        grads = (block_w + adapters * 4.0) / prof.grad_div  # as wide as the stored weights
     # AdamW's moments and SGD's momentum take the parameter's dtype; 8-bit AdamW's blocks do not
     scale = width / 4.0 if spec.optimizer in ("adamw", "sgd") else 1.0
     optim = trainable * OPTIMIZER_STATE.get(spec.optimizer, 8.0) * scale / prof.tp / prof.optim_div

@@ -6,7 +6,7 @@ measurement on the CPU matrix) and is checked against simulations in tests/test_
 from __future__ import annotations
 
 from harness.activations import BlockBytes, HeadBytes
-from harness.predict import MemoryProfile, embedding_grad, weight_bytes
+from harness.predict import MemoryProfile, embedding_grad, lora_params, weight_bytes
 from harness.spec import RunSpec
 from harness.zoo import ModelConfig
 
@@ -101,6 +101,8 @@ def fsdp_phases(cfg: ModelConfig, spec: RunSpec, profile: MemoryProfile, state: 
         phases["last block's backward"] = {"activations": blocks.total,
                                            "comm": comm.compute if profile.param_div > 1 else comm.block_backward,
                                            "temporaries": output_grad + recompute}
+    if cfg.n_layers > 1:
+        phases["first block's backward"] = first_block_backward(cfg, spec, profile, state, comm, blocks)
     if profile.tp > 1 and not spec.lora_rank:
         phases["embedding backward"] = embedding_backward(cfg, spec, profile, state)
     if comm.forward_start:
@@ -122,3 +124,19 @@ def embedding_backward(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile,
     block_grads = state["grads"] - rest_w / prof.tp / prof.grad_div  # gradients are as wide as the weights
     return {"comm": root + block_w / cfg.n_layers / prof.tp, "grads": block_grads + whole / prof.tp,
             "temporaries": whole + whole / prof.tp}
+
+
+def first_block_backward(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, state: dict[str, float], comm: Comm,
+                         blocks: BlockBytes) -> dict[str, float]:
+    """The first block's backward: every other block's gradient shard and the output projection's unsharded
+    gradient exist, only the first block's activations are left; the root and the first block are gathered
+    and the second block's reduce-scatter input is still held (FSDP2 frees it at the next reduce)."""
+    root, block = gathered_bytes(cfg, spec, prof)
+    _, rest_w = weight_bytes(cfg, spec)
+    root_grads = 0.0 if spec.lora_rank else rest_w / prof.tp / prof.grad_div
+    others = (state["grads"] - root_grads) * (cfg.n_layers - 1) / cfg.n_layers
+    output_grad = 0.0 if spec.lora_rank else embedding_grad(cfg, spec, prof) / prof.tp
+    gathered = comm.block_backward if prof.param_div == 1 else root + block
+    reduced = lora_params(cfg, spec) * 4.0 if spec.lora_rank and not prof.flat else weight_bytes(cfg, spec)[0]
+    held_reduce = reduced / cfg.n_layers / prof.tp if prof.param_div > 1 else 0.0  # in the weights' width
+    return {"grads": others + output_grad, "activations": blocks.first, "comm": gathered + held_reduce}

@@ -1,6 +1,6 @@
 """predict and simulate against measurement over the CPU matrix: every core strategy x {fp32, bf16 mixed} x
 {checkpointing off, full} x {full fine-tuning, LoRA} on tiny and 125m, 2 ranks, 4 x 64 global; and DeepSpeed's
-ZeRO stages (with and without offload) on the same shapes, against predict alone.
+ZeRO stages (with and without offload) and FSDP1 on the same shapes, against predict alone.
 
 The measured figures are in benchmarks/results/accuracy-cpu.json (`spacetime sweep --preset accuracy`, then
 `python -m benchmarks.accuracy STORES`; the machine is named in the file).  A case's reference is its
@@ -23,7 +23,15 @@ RESULTS = Path(__file__).parents[1] / "benchmarks" / "results" / "accuracy-cpu.j
 CASES: dict[str, dict[str, Any]] = json.loads(RESULTS.read_text())["cases"]
 PREDICT_BOUND, SIMULATE_BOUND = 0.05, 0.01
 
-PREDICT_MISSES: dict[str, str] = {}  # none: every case within 5% (worst -4.8%)
+# FSDP1 under LoRA: its flat gradients cover the frozen base (modelled), but the timing of its unsharded
+# gradients, upcasts and backward prefetch is not (FSDP1 cannot be simulated to find it, as FSDP2's was)
+_FSDP1_LORA = "FSDP1's backward buffers under LoRA are not modelled: "
+PREDICT_MISSES: dict[str, str] = {
+    "tiny-fsdp1_full_shard-bf16-ckpt-full-lora8": _FSDP1_LORA + "-11.4%",
+    "tiny-fsdp1_full_shard-bf16-ckpt-off-lora8": _FSDP1_LORA + "-9.4%",
+    "tiny-fsdp1_full_shard-fp32-ckpt-off-lora8": _FSDP1_LORA + "-5.5%",
+    "tiny-fsdp1_shard_grad_op-fp32-ckpt-off-lora8": _FSDP1_LORA + "-6.1%",
+}
 SIMULATE_MISSES: dict[str, str] = {}  # none: every case within 0.01%
 
 # re-simulated live: one case per core strategy, each with a different knob combination (all eight appear)
@@ -60,15 +68,19 @@ def test_the_matrix_is_covered() -> None:
     assert set(LIVE) <= set(CASES)
 
 
-def test_deepspeed_is_measured_beside_its_model() -> None:
-    """Every ZeRO strategy has tiny cases in fp32 and bf16 and a 125m case; none of them is simulated (the
-    engine reads real data while it sets up), so they are held to the predicted bound only."""
+def test_deepspeed_and_fsdp1_are_measured_beside_their_model() -> None:
+    """Every ZeRO strategy has tiny cases in fp32 and bf16 and a 125m case, FSDP1's full and grad-op sharding
+    every tiny knob combination; none of them is simulated (DeepSpeed's engine reads real data while it sets
+    up, FSDP1's parameters are views MemTracker cannot hook), so they are held to the predicted bound only."""
     from harness.sweep import CORE
 
     zero = ("zero1", "zero2", "zero3", "zero2_offload", "zero3_offload")
     seen = {(c["spec"]["strategy"], c["spec"]["model"], c["spec"]["dtype"]) for c in CASES.values()}
     for strategy in zero:
         assert {(strategy, "tiny", "fp32"), (strategy, "tiny", "bf16"), (strategy, "125m", "fp32")} <= seen
+    fsdp1 = {(c["spec"]["strategy"], c["spec"]["dtype"], c["spec"]["activation_checkpointing"], c["spec"]["lora_rank"])
+             for c in CASES.values() if c["spec"]["strategy"].startswith("fsdp1")}
+    assert len(fsdp1) == 16
     for case in CASES.values():
         assert (case["simulated_bytes"] is None) == (case["spec"]["strategy"] not in CORE), case["spec"]
 
