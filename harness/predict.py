@@ -196,7 +196,7 @@ def _first_grads(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile) -> float:
     if spec.lora_rank:
         return lora_params(cfg, spec) / cfg.n_layers * 4.0 / prof.grad_div
     block_w, _ = weight_bytes(cfg, spec)
-    embedding = cfg.vocab_size * cfg.dim * (2.0 if spec.dtype == "bf16-pure" else 4.0)
+    embedding = cfg.vocab_size * cfg.dim * train_width(spec)
     return (block_w / cfg.n_layers + embedding) / prof.tp / prof.grad_div
 
 

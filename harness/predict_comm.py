@@ -1,7 +1,8 @@
 """The buffers communication adds to a step, by phase (part of predict, harness/predict.py): DDP's gradient
 buckets, FSDP2's all-gathers and reduce-scatters, and what tensor parallelism does to the embedding's
-gradient under FSDP2.  Every term here was found in a simulated step (`spacetime simulate`, exact against
-measurement on the CPU matrix) and is checked against simulations in tests/test_predict.py."""
+gradient under FSDP2.  The terms were found in simulated steps (`spacetime simulate`, exact against
+measurement on the CPU matrix) and are checked against measurements (tests/test_accuracy.py) and, off the
+measured matrix, against simulations (tests/test_predict_off_matrix.py)."""
 
 from __future__ import annotations
 
