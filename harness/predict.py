@@ -136,9 +136,9 @@ def predict(spec: RunSpec, profile: MemoryProfile, device: str = "cuda") -> Pred
     return Prediction(spec, *largest_phase(held, phases, device), int(host))
 
 
-# phases before the step's gradients exist: under gradient accumulation the earlier micro-batches' are alive
-_BEFORE_GRADIENTS = ("forward start", "last block's forward", "output projection", "forward end",
-                     "backward start", "root re-gathered", "last block's backward")
+# phases where, under gradient accumulation, the earlier micro-batches' gradients are what is held
+_ACCUMULATING = ("forward start", "last block's forward", "output projection", "forward end", "backward start",
+                 "root re-gathered", "last block's backward", "second block's backward", "first block's backward")
 
 
 def _phases(cfg: ModelConfig, spec: RunSpec, profile: MemoryProfile, device: str,
@@ -172,7 +172,7 @@ def _phases(cfg: ModelConfig, spec: RunSpec, profile: MemoryProfile, device: str
         phases.update(fsdp_phases(cfg, spec, profile, state, comm, blocks, head))
     if spec.grad_accum > 1:  # FSDP skips its reduce-scatter until the last micro-batch: unsharded until then
         accumulated = state["grads"] * (profile.grad_div if profile.gathered != "none" else 1)
-        for name in _BEFORE_GRADIENTS:
+        for name in _ACCUMULATING:
             if name in phases:
                 phases[name]["grads"] = accumulated
     return phases

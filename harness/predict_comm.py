@@ -92,18 +92,7 @@ def fsdp_phases(cfg: ModelConfig, spec: RunSpec, profile: MemoryProfile, state: 
                  blocks: BlockBytes, head: HeadBytes) -> dict[str, dict[str, float]]:
     """The phases FSDP's gathering adds."""
     phases: dict[str, dict[str, float]] = {}
-    if profile.gathered == "unit":
-        # the last block's backward: its gathered parameters and the next block's prefetch, every block's
-        # activations (one recomputed under checkpointing) and the output projection's whole gradient in the
-        # compute width (reduced with the root's at the end); the logits' gradient is gone
-        output_grad = 0.0 if spec.lora_rank else embedding_grad(cfg, spec, profile) / profile.tp
-        every = spec.ckpt_every if spec.activation_checkpointing == "selective" else 1
-        recompute = blocks.recompute if (cfg.n_layers - 1) % every == 0 else 0.0  # is the last block checkpointed?
-        phases["last block's backward"] = {"activations": blocks.total,
-                                           "comm": comm.compute if profile.param_div > 1 else comm.block_backward,
-                                           "temporaries": output_grad + recompute}
-    if cfg.n_layers > 1:
-        phases["first block's backward"] = first_block_backward(cfg, spec, profile, state, comm, blocks)
+    phases.update(block_backward(cfg, spec, profile, state, comm, blocks))
     if profile.tp > 1 and not spec.lora_rank:
         phases["embedding backward"] = embedding_backward(cfg, spec, profile, state)
     if comm.forward_start:
@@ -127,17 +116,38 @@ def embedding_backward(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile,
             "temporaries": whole + whole / prof.tp}
 
 
-def first_block_backward(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, state: dict[str, float], comm: Comm,
-                         blocks: BlockBytes) -> dict[str, float]:
-    """The first block's backward: every other block's gradient shard and the output projection's unsharded
-    gradient exist, only the first block's activations are left; the root and the first block are gathered
-    and the second block's reduce-scatter input is still held (FSDP2 frees it at the next reduce)."""
-    root, block = gathered_bytes(cfg, spec, prof)
-    _, rest_w = weight_bytes(cfg, spec)
-    root_grads = 0.0 if spec.lora_rank else rest_w / prof.tp / prof.grad_div
-    others = (state["grads"] - root_grads) * (cfg.n_layers - 1) / cfg.n_layers
+def block_backward(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, state: dict[str, float], comm: Comm,
+                   blocks: BlockBytes) -> dict[str, dict[str, float]]:
+    """Backward through the blocks, last to first.  Every block's gathered parameters (with the next one's
+    prefetch), the output projection's unsharded gradient in the compute width (reduced with the root's at the
+    end; the logits' gradient is gone) and a recomputed block's activations under checkpointing.  Each block
+    done frees its activations and leaves its gradient shard; from the second block on, the previous block's
+    reduce-scatter input is held until the next reduce (FSDP2).  Where the peak falls depends on a block's
+    activations against its gradient shard and that input: the last block, the second, or the first."""
+    n, every = cfg.n_layers, spec.ckpt_every if spec.activation_checkpointing == "selective" else 1
     output_grad = 0.0 if spec.lora_rank else embedding_grad(cfg, spec, prof) / prof.tp
-    gathered = comm.block_backward if prof.param_div == 1 else root + block
+    root_grads = 0.0 if spec.lora_rank else weight_bytes(cfg, spec)[1] / prof.tp / prof.grad_div
+    shard = (state["grads"] - root_grads) / n  # one block's gradient shard
     reduced = lora_params(cfg, spec) * 4.0 if spec.lora_rank and not prof.flat else weight_bytes(cfg, spec)[0]
-    held_reduce = reduced / cfg.n_layers / prof.tp if prof.param_div > 1 else 0.0  # in the weights' width
-    return {"grads": others + output_grad, "activations": blocks.first, "comm": gathered + held_reduce}
+    held = reduced / n / prof.tp if prof.param_div > 1 else 0.0  # in the weights' width
+
+    def recomputed(i: int) -> float:
+        return blocks.recompute if spec.activation_checkpointing != "off" and i % every == 0 else 0.0
+
+    phases: dict[str, dict[str, float]] = {}
+    gathered = comm.compute if prof.param_div > 1 else comm.block_backward
+    if prof.gathered == "unit":
+        phases["last block's backward"] = {"activations": blocks.total, "comm": gathered,
+                                           "temporaries": output_grad + recomputed(n - 1)}
+    if n < 2:
+        return phases
+    if prof.gathered == "unit":
+        one = blocks.recompute or blocks.first  # one block's saved tensors
+        freed = blocks.first - blocks.recompute if recomputed(n - 1) else one  # the last block's, or its input
+        phases["second block's backward"] = {"activations": blocks.total - freed, "grads": shard,
+                                             "comm": gathered + held, "temporaries": output_grad + recomputed(n - 2)}
+    root, block = gathered_bytes(cfg, spec, prof)
+    first = comm.block_backward if prof.param_div == 1 else root + block
+    phases["first block's backward"] = {"grads": shard * (n - 1) + output_grad, "activations": blocks.first,
+                                        "comm": first + held}
+    return phases
