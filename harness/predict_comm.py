@@ -91,10 +91,9 @@ class Comm:
 def fsdp_phases(cfg: ModelConfig, spec: RunSpec, profile: MemoryProfile, state: dict[str, float], comm: Comm,
                  blocks: BlockBytes, head: HeadBytes) -> dict[str, dict[str, float]]:
     """The phases FSDP's gathering adds."""
-    phases: dict[str, dict[str, float]] = {}
-    phases.update(block_backward(cfg, spec, profile, state, comm, blocks))
+    phases = block_backward(cfg, spec, profile, state, comm, blocks)
     if profile.tp > 1 and not spec.lora_rank:
-        phases["embedding backward"] = embedding_backward(cfg, spec, profile, state)
+        phases["embedding backward"] = embedding_backward(cfg, spec, profile, state, comm)
     if comm.forward_start:
         phases["forward start"] = {"comm": comm.forward_start}
     if comm.regather:  # the log-softmax's output and gradient are gone, the logits' gradient is not
@@ -103,16 +102,15 @@ def fsdp_phases(cfg: ModelConfig, spec: RunSpec, profile: MemoryProfile, state: 
     return phases
 
 
-def embedding_backward(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile,
-                        state: dict[str, float]) -> dict[str, float]:
+def embedding_backward(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, state: dict[str, float],
+                       comm: Comm) -> dict[str, float]:
     """FSDP2 + TP as the embedding's backward ends, before the root's reduce-scatter: the gathered root, the
     first block's reduce-scatter input (FSDP2 holds it until the next reduce), every block's gradient shard,
     the output projection's unsharded gradient, the embedding's whole gradient and the copy of its shard."""
-    block_w, rest_w = weight_bytes(cfg, spec)
     whole = embedding_grad(cfg, spec, prof)
     root, _ = gathered_bytes(cfg, spec, prof)
-    block_grads = state["grads"] - rest_w / prof.tp / prof.grad_div  # gradients are as wide as the weights
-    return {"comm": root + block_w / cfg.n_layers / prof.tp, "grads": block_grads + whole / prof.tp,
+    held = weight_bytes(cfg, spec)[0] / cfg.n_layers / prof.tp  # as wide as the weights
+    return {"comm": root + held, "grads": state["grads"] - comm.root_grad_shard + whole / prof.tp,
             "temporaries": whole + whole / prof.tp}
 
 
@@ -126,8 +124,7 @@ def block_backward(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, state: 
     activations against its gradient shard and that input: the last block, the second, or the first."""
     n, every = cfg.n_layers, spec.ckpt_every if spec.activation_checkpointing == "selective" else 1
     output_grad = 0.0 if spec.lora_rank else embedding_grad(cfg, spec, prof) / prof.tp
-    root_grads = 0.0 if spec.lora_rank else weight_bytes(cfg, spec)[1] / prof.tp / prof.grad_div
-    shard = (state["grads"] - root_grads) / n  # one block's gradient shard
+    shard = (state["grads"] - comm.root_grad_shard) / n  # one block's gradient shard
     reduced = lora_params(cfg, spec) * 4.0 if spec.lora_rank and not prof.flat else weight_bytes(cfg, spec)[0]
     held = reduced / n / prof.tp if prof.param_div > 1 else 0.0  # in the weights' width
 
