@@ -145,6 +145,8 @@ def block_backward(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, state: 
                                              "comm": gathered + held, "temporaries": output_grad + recomputed(n - 2)}
     root, block = gathered_bytes(cfg, spec, prof)
     first = comm.block_backward if prof.param_div == 1 else root + block
+    # at its end, with nothing left to prefetch: its own unsharded gradients, as wide as its gathered weights
+    own = 0.0 if spec.lora_rank and not prof.flat else block
     phases["first block's backward"] = {"grads": shard * (n - 1) + output_grad, "activations": blocks.first,
-                                        "comm": first + held}
+                                        "comm": first + held, "temporaries": own}
     return phases
