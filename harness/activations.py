@@ -135,8 +135,7 @@ def block_saved_bytes(s: Shapes, spec: RunSpec) -> BlockBytes:
 class HeadBytes:
     forward: float  # the final norm's and the output projection's saved tensors and the log-softmax output
     backward: float  # the log-softmax's and the logits' gradients at the start of backward
-    logits: float  # the output projection's output (the loss's input), in the compute width
-    logits_grad: float  # the logits' gradient once the loss's backward is done, in the logits' width
+    logits: float  # the output projection's output in the compute width; its gradient comes back as wide
 
 
 def head_bytes(s: Shapes, spec: RunSpec) -> HeadBytes:
@@ -151,4 +150,4 @@ def head_bytes(s: Shapes, spec: RunSpec) -> HeadBytes:
         out += s.vocab * s.d / s.tp * 2.0
     width = 4.0 if s.compute == "fp32" else 2.0
     return HeadBytes(forward=norm_saved(s, trains) + out + logits, backward=2 * logits,
-                     logits=s.t * s.vocab * width, logits_grad=s.t * s.vocab * width)
+                     logits=s.t * s.vocab * width)

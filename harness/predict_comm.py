@@ -98,7 +98,7 @@ def fsdp_phases(cfg: ModelConfig, spec: RunSpec, profile: MemoryProfile, state: 
         phases["forward start"] = {"comm": comm.forward_start}
     if comm.regather:  # the log-softmax's output and gradient are gone, the logits' gradient is not
         phases["root re-gathered"] = {"activations": blocks.total + head.forward - head.backward / 2,
-                                      "temporaries": head.logits_grad, "comm": comm.regather}
+                                      "temporaries": head.logits, "comm": comm.regather}
     return phases
 
 

@@ -123,7 +123,7 @@ def _phases(cfg: ModelConfig, spec: RunSpec, profile: MemoryProfile, device: str
     }
     if not spec.lora_rank:  # the output projection's backward: its whole gradient beside the logits' gradient
         phases["output projection's backward"] = {"activations": blocks.total, "comm": output,
-                                                  "temporaries": head.logits_grad,
+                                                  "temporaries": head.logits,
                                                   "grads": cfg.vocab_size * cfg.dim * w}
     if spec.grad_accum > 1 and filling:  # from the second micro-batch on, the gradients so far are alive:
         for name in ("forward end", "backward start"):  # stage 1 all of them, stage 2 the partition
