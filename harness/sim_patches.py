@@ -8,8 +8,11 @@ Each stand-in is a context manager (or an adapter) that changes nothing a real r
   keeps the buckets it built (same total size, one bucket may differ in order); its all-reduce is a comm
   hook that completes at once in place, as gloo and NCCL reduce in place;
 - gloo's all-gather and reduce-scatter get the buffers gloo makes inside them (CPU targets only);
-- DTensor's sharding propagation gets a fake mode of its own and linear-time foreach handling;
+- DTensor's sharding propagation gets a fake mode of its own and linear-time foreach handling
+  (harness/sim_dtensor.py);
 - a CUDA target counts every storage rounded up to 512 bytes, as CUDA's caching allocator does;
+- FSDP2's `fully_shard` and TP's `parallelize_module` run outside fake mode, on the meta model, as they do in
+  a real run (fake mode would turn each meta op into a fake one: 2.5 s of a 7b FSDP2 simulation);
 - profiler annotations (FSDP's `record_function` ranges) are not dispatched: each one went through the
   tracker and fake mode as an op, 12% of a 7b FSDP2 + TP simulation, and none holds a tensor.
 """
@@ -18,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -117,102 +119,6 @@ def gloo_buffers(on: bool) -> Iterator[None]:
         dist.all_gather_single, dist.reduce_scatter_single = saved
 
 
-def _strided_verdict(op_schema: Any) -> Any:
-    """A one-argument stand-in for a foreach op's schema, carrying the _StridedShard flag that torch's loop
-    over every argument of the op ends with (None when no argument has a _StridedShard placement)."""
-    from torch.distributed.tensor.placement_types import _StridedShard
-
-    verdict, placements = None, None
-    for spec in op_schema.args_spec:
-        if any(isinstance(p, _StridedShard) for p in spec.placements):
-            flag = spec.use_strided_shard_as_shard_order  # torch's own reduction, step by step
-            verdict = True if verdict is not None and verdict != flag else flag
-            placements = spec.placements
-    if verdict is None:
-        return None
-    return SimpleNamespace(args_spec=(SimpleNamespace(placements=placements,
-                                                      use_strided_shard_as_shard_order=verdict),))
-
-
-def _once_per_op(reconcile: Any) -> Any:
-    last: list[Any] = [None, None]  # the op schema seen last, and its verdict
-
-    def strided_flag(op_strategy: Any, op_schema: Any) -> None:
-        if last[0] is not op_schema:
-            last[:] = [op_schema, _strided_verdict(op_schema)]
-        if last[1] is not None:
-            reconcile(op_strategy, last[1])
-
-    return strided_flag
-
-
-def _skip_void(propagate: Any) -> Any:
-    def tensor_meta(self: Any, op_schema: Any) -> Any:
-        if not op_schema.op._schema.returns:
-            return None  # what running it gives: in-place foreach ops return nothing
-        return propagate(self, op_schema)
-
-    return tensor_meta
-
-
-def _memoized(expand: Any) -> Any:
-    memo: dict[Any, Any] = {}
-
-    def hashable(value: Any) -> Any:
-        return tuple(map(hashable, value)) if isinstance(value, list | tuple) else value
-
-    def expanded(mesh: Any, op_schema: Any, strategies: Any, **kwargs: Any) -> Any:
-        key = (mesh, op_schema, hashable(strategies), hashable(sorted(kwargs.items())))
-        try:
-            found = memo.get(key)
-        except TypeError:  # unhashable metadata (symbolic shapes): no memo
-            return expand(mesh, op_schema, strategies, **kwargs)
-        if found is None:
-            found = memo[key] = expand(mesh, op_schema, strategies, **kwargs)
-        return found
-
-    return expanded
-
-
-@contextmanager
-def dtensor_propagation(speedups: bool = True) -> Iterator[None]:
-    """Four changes to DTensor's sharding propagation; none changes what a step allocates, the last three
-    take a foreach op over n tensors (AdamW's first step) from O(n^2) or n full expansions to O(n).
-
-    - It finds output shapes by running each new op on global-shape tensors under the active fake mode, or
-      a fresh one when none is (a real run).  Here it would find the simulation's mode, and the tracker
-      would count those global-shape tensors (a whole 7b model for a foreach AdamW op) as memory: it gets a
-      fake mode of its own, as in a real run.
-    - It reconciles every element's strategy with the _StridedShard flag of the whole argument list, which
-      it re-reads per element (3 s of 7b's first AdamW step under FSDP2, 7 s under FSDP2+TP): the list's
-      verdict is reached once per op (`_strided_verdict`).
-    - Ops that return nothing (in-place foreach) still run on global-shape fake tensors to find no output
-      shape: they are answered None, as running them answers.
-    - Each element's strategy is expanded over the mesh, though a model's elements have a handful of
-      distinct shapes: expansions are memoized on everything they read (mesh, element schema, strategies).
-    `speedups=False` keeps only the first (tests compare the two).
-    """
-    import torch.distributed.tensor._ops.utils as op_utils
-    import torch.distributed.tensor._sharding_prop as prop
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    own_mode = FakeTensorMode(allow_non_fake_inputs=True)
-    propagator = prop.ShardingPropagator
-    saved = (prop.detect_fake_mode, prop._propagate_use_strided_shard_flag,
-             propagator._propagate_tensor_meta_non_cached, op_utils.expand_to_full_mesh_op_strategy)
-    prop.detect_fake_mode = lambda *args: own_mode
-    if speedups:
-        prop._propagate_use_strided_shard_flag = _once_per_op(saved[1])
-        propagator._propagate_tensor_meta_non_cached = _skip_void(saved[2])  # type: ignore[method-assign]
-        op_utils.expand_to_full_mesh_op_strategy = _memoized(saved[3])
-    try:
-        yield
-    finally:
-        (prop.detect_fake_mode, prop._propagate_use_strided_shard_flag,
-         propagator._propagate_tensor_meta_non_cached,  # type: ignore[method-assign]
-         op_utils.expand_to_full_mesh_op_strategy) = saved
-
-
 @contextmanager
 def cuda_rounding(on: bool) -> Iterator[None]:
     """Count every storage as CUDA's caching allocator would: rounded up to 512 bytes."""
@@ -245,3 +151,26 @@ def quiet_profiler() -> Iterator[None]:
         yield
     finally:
         profiler.record_function.__enter__, profiler.record_function.__exit__ = saved  # type: ignore[method-assign]
+
+
+@contextmanager
+def meta_sharding() -> Iterator[None]:
+    """`fully_shard` and `parallelize_module` outside fake mode: on the meta model they only cut meta
+    tensors into meta shards, as in a real run; `materialize` then allocates the shards under fake mode."""
+    import torch.distributed.fsdp as fsdp
+    import torch.distributed.tensor.parallel as tp
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+    def outside(function: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with unset_fake_temporarily():
+                return function(*args, **kwargs)
+
+        return call
+
+    saved = fsdp.fully_shard, tp.parallelize_module
+    fsdp.fully_shard, tp.parallelize_module = outside(saved[0]), outside(saved[1])
+    try:
+        yield
+    finally:
+        fsdp.fully_shard, tp.parallelize_module = saved

@@ -1,14 +1,14 @@
 """simulate: the real training step under fake tensors and a fake process group (`spacetime simulate`).
 
 One CPU process plays rank 0 of a world of any size: the zoo model, the strategy's own `wrap`, the real
-optimizer and two steps run under `FakeTensorMode` (shapes and dtypes, no storage) with the "fake" process
-group (collectives return at once).  torch's MemTracker follows every tensor storage the step creates and
-frees and files it as a parameter, gradient, optimizer state, activation (made in forward) or temporary
-(made in backward): FSDP's gathered parameters count as parameters, DDP's buckets and reduce-scatter
-buffers as temporaries.  Two steps run; the peak is taken over the second, once optimizer state exists,
-as the measured runs take theirs after warm-up.  (An optimizer step on zero gradients instead of the
-first step saves 15% of the time but moves the peak by up to 0.45%: the first real step leaves state
-behind that the second one's peak includes.)
+optimizer and two steps run under a `FakeTensorMode` (shapes and dtypes, no storage; harness/sim_fake.py)
+with the "fake" process group (collectives return at once).  torch's MemTracker follows every tensor
+storage the step creates and frees and files it as a parameter, gradient, optimizer state, activation
+(made in forward) or temporary (made in backward): FSDP's gathered parameters count as parameters, DDP's
+buckets and reduce-scatter buffers as temporaries.  Two steps run; the peak is taken over the second, once
+optimizer state exists, as the measured runs take theirs after warm-up.  (An optimizer step on zero
+gradients instead of the first step saves 15% of the time but moves the peak by up to 0.45%: the first
+real step leaves state behind that the second one's peak includes.)
 
 What fake tensors cannot run, and what is done instead, is in harness/sim_patches.py; the tracker is in
 harness/sim_tracker.py.  Parameters are allocated but not filled (zoo.materialize): fake tensors hold no
@@ -110,15 +110,15 @@ def _breakdown(snapshot: dict[torch.device, dict[Any, int]], device: str) -> dic
 def simulate(spec: RunSpec, device: str = "cpu") -> Simulation:
     """Rank 0's peak of one training step of `spec` on `device` ("cpu" or "cuda")."""
     started = time.perf_counter()  # the lazy imports below count: FSDP, DTensor and MemTracker take 2 s
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
     from harness.adapters import param_dtype
+    from harness.sim_dtensor import dtensor_propagation
+    from harness.sim_fake import SimFakeMode
     from harness.sim_patches import (
         adapt_ddp,
         cuda_rounding,
-        dtensor_propagation,
         fake_ddp,
         gloo_buffers,
+        meta_sharding,
         quiet_profiler,
         real_meshes,
     )
@@ -133,8 +133,8 @@ def simulate(spec: RunSpec, device: str = "cpu") -> Simulation:
     model = build_model(cfg, spec.seq_len).to(param_dtype(spec))  # meta, outside fake mode
     factory = make_optimizer_factory(spec, foreach=True if device == "cuda" else None)
     with fake_world(spec) as world, fake_ddp(), real_meshes(), cuda_rounding(device == "cuda"), \
-            gloo_buffers(device == "cpu"), dtensor_propagation(), quiet_profiler(), \
-            FakeTensorMode(allow_non_fake_inputs=True):
+            gloo_buffers(device == "cpu"), dtensor_propagation(), quiet_profiler(), meta_sharding(), \
+            SimFakeMode(allow_non_fake_inputs=True):
         prepared = strategy.wrap(model, factory, world, spec)
         adapt_ddp(prepared.model)
         rows = spec.batch_size * spec.grad_accum

@@ -69,10 +69,14 @@ def test_leaves_no_process_group_or_patch_behind() -> None:
     from torch.autograd.profiler import record_function
     from torch.distributed.device_mesh import DeviceMesh
 
+    import torch.distributed.fsdp as fsdp
+    import torch.distributed.tensor.parallel as tp
+
     def patched() -> tuple[Any, ...]:
         return (DeviceMesh.__init__, dist.reduce_scatter_single, dist.all_gather_single, prop.detect_fake_mode,
                 prop._propagate_use_strided_shard_flag, prop.ShardingPropagator._propagate_tensor_meta_non_cached,
-                op_utils.expand_to_full_mesh_op_strategy, record_function.__enter__, record_function.__exit__)
+                op_utils.expand_to_full_mesh_op_strategy, prop._expand_single_dim_strategy_to_mesh,
+                record_function.__enter__, record_function.__exit__, fsdp.fully_shard, tp.parallelize_module)
 
     before = patched()
     simulate(TINY.with_(strategy="fsdp_tp", nproc=2))
@@ -82,12 +86,12 @@ def test_leaves_no_process_group_or_patch_behind() -> None:
 
 @pytest.mark.parametrize("strategy", ["fsdp_full_shard", "fsdp_tp"])
 def test_sharding_propagation_speedups_change_no_figure(strategy: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The foreach shortcuts in DTensor's propagation (sim_patches.dtensor_propagation) against torch's own
+    """The foreach shortcuts in DTensor's propagation (sim_dtensor.dtensor_propagation) against torch's own
     code, on the CUDA target, where AdamW runs foreach over DTensors; fsdp_tp's 2-D mesh gives its parameters
     _StridedShard placements, the case whose flag the shortcut reconciles."""
     import functools
 
-    import harness.sim_patches as patches
+    import harness.sim_dtensor as patches
 
     spec = TINY.with_(strategy=strategy, nproc=4, tp=2) if strategy == "fsdp_tp" else TINY.with_(strategy=strategy)
     fast = simulate(spec, device="cuda")
@@ -97,17 +101,43 @@ def test_sharding_propagation_speedups_change_no_figure(strategy: str, monkeypat
     assert (fast.peak_bytes, fast.breakdown) == (plain.peak_bytes, plain.breakdown)
 
 
+@pytest.mark.parametrize("spec", [
+    TINY.with_(strategy="single", dtype="bf16", activation_checkpointing="full"),
+    TINY.with_(strategy="ddp", nproc=2, lora_rank=8),
+    TINY.with_(strategy="fsdp_hybrid_shard", nproc=4, dtype="bf16-pure", optimizer="sgd"),
+    TINY.with_(strategy="fsdp_tp", nproc=4, tp=2, dtype="bf16", activation_checkpointing="selective"),
+], ids=["single", "ddp", "fsdp_hybrid_shard", "fsdp_tp"])
+def test_quick_cache_keys_change_no_figure_and_no_cache_decision(spec: RunSpec,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """sim_fake's cheaper dispatch-cache key against torch's own, on both targets: the same figures, and the
+    same cache hits, misses and bypasses (the key splits ops into the same classes)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    import harness.sim_fake
+
+    def run() -> tuple[Any, ...]:
+        FakeTensorMode.cache_clear()
+        sims = [simulate(spec, device) for device in ("cpu", "cuda")]
+        info = FakeTensorMode.cache_info()
+        return (*[(s.peak_bytes, s.breakdown) for s in sims], info.hits, info.misses, dict(info.bypasses))
+
+    run()  # a process's first simulation dispatches a few one-time ops
+    quick = run()
+    monkeypatch.setattr(harness.sim_fake, "SimFakeMode", FakeTensorMode)
+    assert run() == quick
+
+
 @pytest.mark.parametrize("flags", [[None], [False], [True], [False, True], [True, False, False], [None, True],
                                    [False, None], [True, None, True], []])
 def test_strided_verdict_reconciles_as_torchs_loop_over_all_arguments(flags: list[bool | None]) -> None:
-    """sim_patches' once-per-op verdict against torch's own reconciliation (which reads every argument),
+    """sim_dtensor's once-per-op verdict against torch's own reconciliation (which reads every argument),
     on an op whose arguments carry these _StridedShard flags beside a plain Shard(0) argument."""
     from types import SimpleNamespace
 
     import torch.distributed.tensor._sharding_prop as prop
     from torch.distributed.tensor.placement_types import Shard, _StridedShard
 
-    from harness.sim_patches import _strided_verdict
+    from harness.sim_dtensor import _strided_verdict
 
     strided = (_StridedShard(0, split_factor=2),)
     schema = SimpleNamespace(args_spec=[SimpleNamespace(placements=(Shard(0),), use_strided_shard_as_shard_order=None)]
