@@ -13,6 +13,8 @@ Each stand-in is a context manager (or an adapter) that changes nothing a real r
 - a CUDA target counts every storage rounded up to 512 bytes, as CUDA's caching allocator does;
 - FSDP2's `fully_shard` and TP's `parallelize_module` run outside fake mode, on the meta model, as they do in
   a real run (fake mode would turn each meta op into a fake one: 2.5 s of a 7b FSDP2 simulation);
+- fake storages have no data, so every data pointer reads 0: FSDP1's checks of whether a storage is
+  allocated and whether two tensors share one (data-pointer comparisons) get an address per storage;
 - profiler annotations (FSDP's `record_function` ranges) are not dispatched: each one went through the
   tracker and fake mode as an op, 12% of a 7b FSDP2 + TP simulation, and none holds a tensor.
 """
@@ -20,7 +22,7 @@ Each stand-in is a context manager (or an adapter) that changes nothing a real r
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import torch
@@ -174,3 +176,39 @@ def meta_sharding() -> Iterator[None]:
         yield
     finally:
         fsdp.fully_shard, tp.parallelize_module = saved
+
+
+@contextmanager
+def storage_addresses() -> Iterator[None]:
+    """A data pointer for every fake tensor and storage, as a real one would have: the storage's own address
+    while it holds bytes, 0 once it is resized to nothing (FSDP1 frees a gathered flat parameter that way),
+    plus the tensor's offset.  Meta storages read 0 whatever they hold, and FSDP1 compares data pointers to
+    tell an allocated storage from a freed one and a view from a copy."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    storage_pointer = torch.UntypedStorage.data_ptr
+
+    def storage_address(storage: torch.UntypedStorage) -> int:
+        if storage.device.type != "meta":
+            return storage_pointer(storage)
+        return storage._cdata if storage.nbytes() else 0
+
+    def tensor_address(tensor: torch.Tensor) -> int:
+        base = storage_address(tensor.untyped_storage())
+        return base + int(tensor.storage_offset()) * tensor.element_size() if base else 0
+
+    torch.UntypedStorage.data_ptr = storage_address  # type: ignore[method-assign, assignment]
+    FakeTensor.data_ptr = tensor_address  # type: ignore[method-assign, assignment]
+    try:
+        yield
+    finally:
+        torch.UntypedStorage.data_ptr = storage_pointer  # type: ignore[method-assign]
+        del FakeTensor.data_ptr
+
+
+def stand_ins(device: str) -> list[AbstractContextManager[Any]]:
+    """Every stand-in above, for a CUDA or CPU target, in the order `simulate` enters them (before fake mode)."""
+    from harness.sim_dtensor import dtensor_propagation
+
+    return [fake_ddp(), real_meshes(), cuda_rounding(device == "cuda"), gloo_buffers(device == "cpu"),
+            dtensor_propagation(), quiet_profiler(), meta_sharding(), storage_addresses()]

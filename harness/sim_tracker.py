@@ -27,8 +27,10 @@ _WAIT = torch.ops._c10d_functional.wait_tensor.default
 class Tracker(MemTracker):
     """MemTracker, changed where it would cost the simulation its accuracy or its time.
 
-    - Gradient hooks go on trainable parameters only (MemTracker hooks every one, and a frozen one under
-      LoRA cannot take a hook).
+    - Gradient hooks go on trainable leaf parameters only (MemTracker hooks every one, and a frozen one
+      under LoRA cannot take a hook, nor can FSDP1's parameters, views into its flat parameters while a
+      unit runs: the flat parameters take them; the sharded gradient FSDP1 then sets after its
+      reduce-scatter is set without a hook, and counts as a temporary).
     - The root called again in forward is the next micro-batch (--grad-accum), not the next step: the
       per-module state starts afresh, where MemTracker refuses.
     - Only the whole-process peak is kept: MemTracker also keeps every module's (a pass over all modules
@@ -44,8 +46,10 @@ class Tracker(MemTracker):
     def _track_module_params_and_buffers(self, module: nn.Module,
                                          install_grad_hooks: bool = True) -> tuple[int, int]:
         sizes = super()._track_module_params_and_buffers(module, install_grad_hooks=False)
-        for param in module.parameters() if install_grad_hooks else ():
-            if param.requires_grad and self._param_to_grad_hook_handles.get(param, None) is None:
+        handle = getattr(module, "_handle", None)  # an FSDP1 unit: its flat parameter takes the gradients
+        flat = [handle.flat_param] if handle is not None else []
+        for param in [*module.parameters(), *flat] if install_grad_hooks else ():
+            if param.requires_grad and param.is_leaf and self._param_to_grad_hook_handles.get(param, None) is None:
                 def grad_seen(grad: torch.Tensor) -> None:
                     self._update_and_maybe_create_winfos(grad, _MemRefType.GRAD)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import resource
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,17 +111,8 @@ def simulate(spec: RunSpec, device: str = "cpu") -> Simulation:
     """Rank 0's peak of one training step of `spec` on `device` ("cpu" or "cuda")."""
     started = time.perf_counter()  # the lazy imports below count: FSDP, DTensor and MemTracker take 2 s
     from harness.adapters import param_dtype
-    from harness.sim_dtensor import dtensor_propagation
     from harness.sim_fake import SimFakeMode
-    from harness.sim_patches import (
-        adapt_ddp,
-        cuda_rounding,
-        fake_ddp,
-        gloo_buffers,
-        meta_sharding,
-        quiet_profiler,
-        real_meshes,
-    )
+    from harness.sim_patches import adapt_ddp, stand_ins
     from harness.sim_tracker import tracker_for
     from harness.training import make_optimizer_factory
     from harness.zoo import build_model, config_for
@@ -132,9 +123,10 @@ def simulate(spec: RunSpec, device: str = "cpu") -> Simulation:
     cfg = config_for(spec)
     model = build_model(cfg, spec.seq_len).to(param_dtype(spec))  # meta, outside fake mode
     factory = make_optimizer_factory(spec, foreach=True if device == "cuda" else None)
-    with fake_world(spec) as world, fake_ddp(), real_meshes(), cuda_rounding(device == "cuda"), \
-            gloo_buffers(device == "cpu"), dtensor_propagation(), quiet_profiler(), meta_sharding(), \
-            SimFakeMode(allow_non_fake_inputs=True):
+    with fake_world(spec) as world, ExitStack() as stack:
+        for stand_in in stand_ins(device):
+            stack.enter_context(stand_in)
+        stack.enter_context(SimFakeMode(allow_non_fake_inputs=True))
         prepared = strategy.wrap(model, factory, world, spec)
         adapt_ddp(prepared.model)
         rows = spec.batch_size * spec.grad_accum

@@ -42,14 +42,15 @@ FLAT_LIMITS = {
 class FSDP1(Strategy):
     knobs = ALL_KNOBS - {"quant"}
     why_not = FLAT_LIMITS
-    simulate_why_not = ("MemTracker hooks each parameter's gradient, and FSDP1's parameters are views into flat "
-                        "parameters (non-leaf tensors, measured with torch 2.13); simulate FSDP2 (fsdp_*) instead")
 
     def __init__(self, name: str, description: str = "", sharding: str = "FULL_SHARD",
                  offload: bool = False) -> None:
         super().__init__(name, description)
         self.sharding = sharding
         self.offload = offload
+        if offload:
+            self.simulate_why_not = ("FSDP1's CPUOffload pins host memory (aten._pin_memory), which fake tensors "
+                                     "cannot; simulate fsdp_offload (FSDP2)")
         self.shards = "flat params, grads, optimizer state" + (
             " within each replica group" if sharding == "HYBRID_SHARD" else "") + (
             " (params in CPU memory)" if offload else "")

@@ -34,7 +34,7 @@ def test_json_has_estimates_keys_and_fits(cli: Any, capsys: pytest.CaptureFixtur
 
 @pytest.mark.parametrize("args, reason", [
     (["--strategy", "zero3", "--nproc", "2"], "cannot simulate zero3: DeepSpeed"),
-    (["--strategy", "fsdp1_full_shard", "--nproc", "2"], "cannot simulate fsdp1_full_shard"),
+    (["--strategy", "fsdp1_offload", "--nproc", "2"], "cannot simulate fsdp1_offload: FSDP1's CPUOffload"),
     (["--strategy", "accelerate_ddp", "--nproc", "2"], "cannot simulate accelerate_ddp"),
     (["--lora-rank", "8", "--quant", "nf4"], "cannot simulate --quant nf4: bitsandbytes"),
     (["--optimizer", "adamw8bit"], "cannot simulate --optimizer adamw8bit"),
@@ -63,24 +63,26 @@ def test_cuda_target_adds_rounding_foreach_temporaries_and_the_context() -> None
 
 
 def test_leaves_no_process_group_or_patch_behind() -> None:
+    import torch
     import torch.distributed as dist
+    import torch.distributed.fsdp as fsdp
     import torch.distributed.tensor._ops.utils as op_utils
     import torch.distributed.tensor._sharding_prop as prop
+    import torch.distributed.tensor.parallel as tp
+    from torch._subclasses.fake_tensor import FakeTensor
     from torch.autograd.profiler import record_function
     from torch.distributed.device_mesh import DeviceMesh
-
-    import torch.distributed.fsdp as fsdp
-    import torch.distributed.tensor.parallel as tp
 
     def patched() -> tuple[Any, ...]:
         return (DeviceMesh.__init__, dist.reduce_scatter_single, dist.all_gather_single, prop.detect_fake_mode,
                 prop._propagate_use_strided_shard_flag, prop.ShardingPropagator._propagate_tensor_meta_non_cached,
                 op_utils.expand_to_full_mesh_op_strategy, prop._expand_single_dim_strategy_to_mesh,
-                record_function.__enter__, record_function.__exit__, fsdp.fully_shard, tp.parallelize_module)
+                record_function.__enter__, record_function.__exit__, fsdp.fully_shard, tp.parallelize_module,
+                torch.UntypedStorage.data_ptr)
 
     before = patched()
     simulate(TINY.with_(strategy="fsdp_tp", nproc=2))
-    assert not dist.is_initialized()
+    assert not dist.is_initialized() and "data_ptr" not in FakeTensor.__dict__
     assert all(now is then for now, then in zip(patched(), before, strict=True))
 
 
@@ -99,6 +101,25 @@ def test_sharding_propagation_speedups_change_no_figure(strategy: str, monkeypat
                         functools.partial(patches.dtensor_propagation, speedups=False))
     plain = simulate(spec, device="cuda")
     assert (fast.peak_bytes, fast.breakdown) == (plain.peak_bytes, plain.breakdown)
+
+
+def test_fake_storages_get_addresses_as_real_ones_have() -> None:
+    """sim_patches.storage_addresses: FSDP1 tells a freed storage (resized to nothing) and a view apart by
+    data pointer, and a fake tensor's would be 0 whatever it holds."""
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from harness.sim_patches import storage_addresses
+
+    with FakeTensorMode(), storage_addresses():
+        whole, other = torch.empty(8), torch.empty(8)
+        view = whole[2:]
+        assert whole.data_ptr() > 0 and other.data_ptr() not in (0, whole.data_ptr())
+        assert view.data_ptr() == whole.data_ptr() + 2 * 4
+        assert view.untyped_storage().data_ptr() == whole.untyped_storage().data_ptr()
+        whole.untyped_storage().resize_(0)  # how FSDP1 frees a gathered flat parameter
+        assert whole.untyped_storage().data_ptr() == whole.data_ptr() == view.data_ptr() == 0
+    assert torch.empty(1).data_ptr() > 0  # real tensors keep their own
 
 
 @pytest.mark.parametrize("spec", [
