@@ -142,7 +142,7 @@ def test_quick_cache_keys_change_no_figure_and_no_cache_decision(spec: RunSpec,
         info = FakeTensorMode.cache_info()
         return (*[(s.peak_bytes, s.breakdown) for s in sims], info.hits, info.misses, dict(info.bypasses))
 
-    run()  # a process's first simulation dispatches a few one-time ops
+    run()  # a process's first simulation dispatches one-time ops (DTensor's sharding cache fills, ...)
     quick = run()
     monkeypatch.setattr(harness.sim_fake, "SimFakeMode", FakeTensorMode)
     assert run() == quick
