@@ -44,10 +44,11 @@ class Shapes:
     gqa: bool
     compute: str  # "fp32", "autocast" (16-bit compute, fp32 weights and residual) or "cast" (16-bit params)
     every_input: bool = False  # every projection keeps its input, trained or frozen (DeepSpeed ZeRO-3's linear)
+    flat: bool = False  # FSDP1: a block's frozen weights are views into a flat parameter that trains
 
     @classmethod
     def of(cls, cfg: ModelConfig, spec: RunSpec, tp: int = 1, casts_params: bool = False,
-           every_input: bool = False) -> Shapes:
+           every_input: bool = False, flat: bool = False) -> Shapes:
         compute = "fp32"
         if spec.dtype == "bf16-pure" or (spec.dtype in AUTOCAST_DTYPES and casts_params):
             compute = "cast"
@@ -55,7 +56,7 @@ class Shapes:
             compute = "autocast"
         return cls(t=spec.batch_size * spec.seq_len, d=cfg.dim, kv=cfg.n_kv_heads * cfg.head_dim, f=cfg.ffn_dim,
                    heads=cfg.n_heads, vocab=cfg.vocab_size, layers=cfg.n_layers, tp=tp,
-                   gqa=cfg.n_kv_heads != cfg.n_heads, compute=compute, every_input=every_input)
+                   gqa=cfg.n_kv_heads != cfg.n_heads, compute=compute, every_input=every_input, flat=flat)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ def norm_saved(s: Shapes, weight_trains: bool) -> float:
 def saved_in_block(s: Shapes, spec: RunSpec | None = None) -> float:
     """Bytes one block keeps for backward (no checkpointing)."""
     trains, adapted = trained_weights(spec) if spec else (frozenset(LINEARS) | {"norm"}, frozenset())
+    if s.flat and adapted:  # autograd keeps what the frozen weights' gradients need, as if they trained
+        trains = frozenset(LINEARS) | {"norm"}
     rank = spec.lora_rank if spec else 0
     lo = 4.0 if s.compute == "fp32" else 2.0  # width of projection outputs and attention tensors
     t, d, kv, f, tp = s.t, s.d, s.kv, s.f, s.tp

@@ -144,7 +144,7 @@ _ACCUMULATING = ("forward start", "last block's forward", "output projection", "
 def _phases(cfg: ModelConfig, spec: RunSpec, profile: MemoryProfile, device: str,
             state: dict[str, float]) -> dict[str, dict[str, float]]:
     """What each phase of the step adds to the parameters and optimizer state (bytes per rank)."""
-    shapes = Shapes.of(cfg, spec, profile.tp, casts_params=profile.casts_params)
+    shapes = Shapes.of(cfg, spec, profile.tp, casts_params=profile.casts_params, flat=profile.flat)
     blocks = block_saved_bytes(shapes, spec)  # every block's saved tensors, checkpointing applied
     head = head_bytes(shapes, spec)
     from harness.predict_comm import Comm, fsdp_phases  # it builds on this module's terms

@@ -81,9 +81,17 @@ class Comm:
         root_grads = weight_bytes(cfg, spec)[1] / prof.tp  # as wide as the weights
         self.root_grad_shard = root_grads / prof.grad_div
         self.last_reduce = 2 * root_grads  # a one-rank group: the flat copy-in and its output
-        if prof.param_div > 1:  # the embedding's unsharded gradient (autograd still holds it), the
+        gloo = root_grads if spec.device == "cpu" else 0.0
+        if prof.flat:  # FSDP1: the per-parameter gradients in the compute width are flattened (cat) into the
+            # unsharded flat gradient while the root is still gathered; then that flat gradient, its fp32 copy
+            # under mixed precision (the reduce-scatter's input), the output shard, and gloo's copy on a CPU
+            mixed = spec.dtype in ("bf16", "fp16") and prof.casts_params
+            computed = root_grads / 2 if mixed else root_grads
+            flattened = gathered_bytes(cfg, spec, prof)[0] + 2 * computed
+            reduced = computed + (root_grads if mixed else 0.0) + self.root_grad_shard + gloo
+            self.last_reduce = max(flattened, reduced)
+        elif prof.param_div > 1:  # the embedding's unsharded gradient (autograd still holds it), the
             # reduce-scatter's input and output shard, and on a CPU gloo's copy of the input
-            gloo = root_grads if spec.device == "cpu" else 0.0
             self.last_reduce = (embedding_grad(cfg, spec, prof) / prof.tp + root_grads + self.root_grad_shard
                                 + gloo)
 

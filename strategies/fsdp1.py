@@ -73,6 +73,7 @@ class FSDP1(Strategy):
         dp = self.layout(spec).dp_shard
         gathered = "all" if self.sharding == "SHARD_GRAD_OP" else "unit"
         return MemoryProfile(param_div=dp, grad_div=dp, optim_div=dp, gathered=gathered, casts_params=True, flat=True,
+                             keeps_root=True,
                              offload=frozenset({"params", "grads"}) if self.offload else frozenset())
 
     def layout(self, spec: RunSpec) -> Layout:

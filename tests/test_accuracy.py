@@ -23,15 +23,7 @@ RESULTS = Path(__file__).parents[1] / "benchmarks" / "results" / "accuracy-cpu.j
 CASES: dict[str, dict[str, Any]] = json.loads(RESULTS.read_text())["cases"]
 PREDICT_BOUND, SIMULATE_BOUND = 0.05, 0.01
 
-# FSDP1 under LoRA: its flat gradients cover the frozen base (modelled); its root, with nothing to train,
-# gathered through all of backward and its reduce-scatters' fp32 copy of the unsharded gradient are not
-# (found in the simulations, which are within 1% on these cases)
-_FSDP1_LORA = "FSDP1's backward buffers under LoRA are not modelled: "
-PREDICT_MISSES: dict[str, str] = {
-    "tiny-fsdp1_full_shard-bf16-ckpt-full-lora8": _FSDP1_LORA + "-6.0%",
-    "tiny-fsdp1_full_shard-bf16-ckpt-off-lora8": _FSDP1_LORA + "-8.1%",
-    "tiny-fsdp1_shard_grad_op-fp32-ckpt-off-lora8": _FSDP1_LORA + "-6.1%",
-}
+PREDICT_MISSES: dict[str, str] = {}  # none
 SIMULATE_MISSES: dict[str, str] = {}  # none: core cases within 0.01%, FSDP1's within 0.96%
 
 # re-simulated live: one case per core strategy, each with a different knob combination (all eight appear),
