@@ -1,6 +1,6 @@
 """The buffers communication adds to a step, by phase (part of predict, harness/predict.py): DDP's gradient
-buckets, FSDP2's all-gathers and reduce-scatters, and what tensor parallelism does to the embedding's
-gradient under FSDP2.  The terms were found in simulated steps (`spacetime simulate`, exact against
+buckets, FSDP2's and FSDP1's all-gathers and reduce-scatters, and what tensor parallelism does to the
+embedding's gradient under FSDP2.  The terms were found in simulated steps (`spacetime simulate`, exact against
 measurement on the CPU matrix) and are checked against measurements (tests/test_accuracy.py) and, off the
 measured matrix, against simulations (tests/test_predict_off_matrix.py)."""
 
@@ -134,7 +134,8 @@ def block_backward(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, state: 
     output_grad = 0.0 if spec.lora_rank else embedding_grad(cfg, spec, prof) / prof.tp
     shard = (state["grads"] - comm.root_grad_shard) / n  # one block's gradient shard
     reduced = lora_params(cfg, spec) * 4.0 if spec.lora_rank and not prof.flat else weight_bytes(cfg, spec)[0]
-    held = reduced / n / prof.tp if prof.param_div > 1 else 0.0  # in the weights' width
+    # FSDP2 holds a reduce-scatter's input until the next reduce, in the weights' width (FSDP1 does not)
+    held = reduced / n / prof.tp if prof.param_div > 1 and not prof.flat else 0.0
 
     def recomputed(i: int) -> float:
         return blocks.recompute if spec.activation_checkpointing != "off" and i % every == 0 else 0.0
@@ -152,9 +153,37 @@ def block_backward(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, state: 
         phases["second block's backward"] = {"activations": blocks.total - freed, "grads": shard,
                                              "comm": gathered + held, "temporaries": output_grad + recomputed(n - 2)}
     root, block = gathered_bytes(cfg, spec, prof)
+    if prof.flat and prof.param_div > 1:
+        phases["a block's reduce-scatter"] = flat_reduce(cfg, spec, prof, blocks.total, root, output_grad)
     first = comm.block_backward if prof.param_div == 1 else root + block
     # at its end, with nothing left to prefetch: its own unsharded gradients, as wide as its gathered weights
     own = 0.0 if spec.lora_rank and not prof.flat else block
     phases["first block's backward"] = {"grads": shard * (n - 1) + output_grad, "activations": blocks.first,
                                         "comm": first + held, "temporaries": own}
     return phases
+
+
+def flat_reduce(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, activations: float, root: float,
+                output_grad: float) -> dict[str, float]:
+    """FSDP1 reducing a block's gradient (under LoRA it covers the frozen base).  Two moments: its per-parameter
+    gradients are flattened (`cat`) into one flat gradient while the block is still gathered; then, the block
+    resharded, that flat gradient in the compute width, its fp32 copy under mixed precision (the
+    reduce-scatter's input), the output shard and on a CPU gloo's copy of the input.  The root and the next
+    block are gathered throughout (grad-op sharding: every block not yet reduced).  Each block done has freed
+    its share of the activations and left its gradient shard: the largest of the n blocks' two moments."""
+    n = cfg.n_layers
+    unit = weight_bytes(cfg, spec)[0] / n / prof.tp  # one block's weights as stored
+    mixed = spec.dtype in ("bf16", "fp16") and prof.casts_params
+    computed = unit / 2 if mixed else unit
+    reducing = (unit if mixed else 0.0) + unit / prof.grad_div + (unit if spec.device == "cpu" else 0.0)
+    _, block = gathered_bytes(cfg, spec, prof)
+
+    def at(done: int, flattening: bool) -> dict[str, float]:  # `done` blocks reduced before this one
+        later = n - done - 1 if prof.gathered == "all" else min(n - done - 1, 1)
+        return {"activations": activations * (n - done - 1) / n,
+                "grads": computed * (2 if flattening else 1) + done * unit / prof.grad_div,
+                "comm": root + block * (later + (1 if flattening else 0)),
+                "temporaries": output_grad + (0.0 if flattening else reducing)}
+
+    moments = (at(done, flattening) for done in range(n) for flattening in (True, False))
+    return max(moments, key=lambda terms: sum(terms.values()))
