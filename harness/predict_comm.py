@@ -82,14 +82,9 @@ class Comm:
         self.root_grad_shard = root_grads / prof.grad_div
         self.last_reduce = 2 * root_grads  # a one-rank group: the flat copy-in and its output
         gloo = root_grads if spec.device == "cpu" else 0.0
-        if prof.flat:  # FSDP1: the per-parameter gradients in the compute width are flattened (cat) into the
-            # unsharded flat gradient while the root is still gathered; then that flat gradient, its fp32 copy
-            # under mixed precision (the reduce-scatter's input), the output shard, and gloo's copy on a CPU
-            mixed = spec.dtype in ("bf16", "fp16") and prof.casts_params
-            computed = root_grads / 2 if mixed else root_grads
-            flattened = gathered_bytes(cfg, spec, prof)[0] + 2 * computed
-            reduced = computed + (root_grads if mixed else 0.0) + self.root_grad_shard + gloo
-            self.last_reduce = max(flattened, reduced)
+        if prof.flat:  # FSDP1: flattened while the root is still gathered, then reduced (flat_unit)
+            computed, reducing = flat_unit(root_grads, spec, prof)
+            self.last_reduce = max(gathered_bytes(cfg, spec, prof)[0] + 2 * computed, computed + reducing)
         elif prof.param_div > 1:  # the embedding's unsharded gradient (autograd still holds it), the
             # reduce-scatter's input and output shard, and on a CPU gloo's copy of the input
             self.last_reduce = (embedding_grad(cfg, spec, prof) / prof.tp + root_grads + self.root_grad_shard
@@ -163,19 +158,26 @@ def block_backward(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, state: 
     return phases
 
 
+def flat_unit(weights: float, spec: RunSpec, prof: MemoryProfile) -> tuple[float, float]:
+    """FSDP1 reducing one unit whose weights take `weights` bytes as stored: (its flat gradient in the compute
+    width, which its per-parameter gradients are flattened (`cat`) into; what the reduction adds to it: its
+    fp32 copy under mixed precision, the reduce-scatter's input, the output shard, and on a CPU gloo's copy of
+    the input)."""
+    mixed = spec.dtype in ("bf16", "fp16") and prof.casts_params
+    computed = weights / 2 if mixed else weights
+    return computed, (weights if mixed else 0.0) + weights / prof.grad_div + (weights if spec.device == "cpu" else 0.0)
+
+
 def flat_reduce(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, activations: float, root: float,
                 output_grad: float) -> dict[str, float]:
-    """FSDP1 reducing a block's gradient (under LoRA it covers the frozen base).  Two moments: its per-parameter
-    gradients are flattened (`cat`) into one flat gradient while the block is still gathered; then, the block
-    resharded, that flat gradient in the compute width, its fp32 copy under mixed precision (the
-    reduce-scatter's input), the output shard and on a CPU gloo's copy of the input.  The root and the next
-    block are gathered throughout (grad-op sharding: every block not yet reduced).  Each block done has freed
-    its share of the activations and left its gradient shard: the largest of the n blocks' two moments."""
+    """FSDP1 reducing a block's gradient (under LoRA it covers the frozen base).  Two moments (flat_unit): its
+    per-parameter gradients are flattened into one flat gradient while the block is still gathered; then, the
+    block resharded, that gradient is reduced.  The root and the next block are gathered throughout (grad-op
+    sharding: every block not yet reduced).  Each block done has freed its share of the activations and left
+    its gradient shard: the largest of the n blocks' two moments."""
     n = cfg.n_layers
     unit = weight_bytes(cfg, spec)[0] / n / prof.tp  # one block's weights as stored
-    mixed = spec.dtype in ("bf16", "fp16") and prof.casts_params
-    computed = unit / 2 if mixed else unit
-    reducing = (unit if mixed else 0.0) + unit / prof.grad_div + (unit if spec.device == "cpu" else 0.0)
+    computed, reducing = flat_unit(unit, spec, prof)
     _, block = gathered_bytes(cfg, spec, prof)
 
     def at(done: int, flattening: bool) -> dict[str, float]:  # `done` blocks reduced before this one
