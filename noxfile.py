@@ -62,7 +62,7 @@ def _imports(session: nox.Session, code: str) -> bool:
 
 def _asv_machine(session: nox.Session) -> str:
     """Records this host for asv under a name that carries its GPU model, and returns the name."""
-    out = session.run("python", "-m", "harness.machine", silent=True)
+    out = session.run("python", "-m", "harness.run.asv_machine", silent=True)
     return str(out).strip().splitlines()[-1]
 
 

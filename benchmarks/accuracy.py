@@ -1,6 +1,6 @@
 """Build `benchmarks/results/accuracy-cpu.json` from stores holding `spacetime sweep --preset accuracy` runs:
 every measured case with its per-rank peaks over all repeats, and the predicted and simulated peaks of the
-same spec, computed here.  tests/test_accuracy.py holds them to 5% and 1%.
+same spec, computed here.  tests/accuracy/test_accuracy.py holds them to 5% and 1%.
 
     spacetime sweep --preset accuracy --store A            # the matrix (tiny and 125m)
     spacetime sweep --preset accuracy --models tiny --store B   # tiny again: a second sample per case
@@ -28,6 +28,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from harness.core.units import MIB
+from harness.run.validate import validate
+
 OUT = Path(__file__).parent / "results" / "accuracy-cpu.json"
 SPEC_KEYS = ("model", "strategy", "nproc", "batch_size", "seq_len", "dtype", "activation_checkpointing",
              "lora_rank")
@@ -41,7 +44,7 @@ def case_id(spec: dict[str, Any]) -> str:
 
 
 def gather(stores: list[Path]) -> dict[str, dict[str, Any]]:
-    from harness.store import rows
+    from harness.run.store import rows
 
     cases: dict[str, dict[str, Any]] = {}
     for store in stores:
@@ -58,14 +61,14 @@ def gather(stores: list[Path]) -> dict[str, dict[str, Any]]:
 
 
 def add_figures(case: dict[str, Any], simulated: int | None = None) -> None:
-    from harness.record import Record
-    from harness.side_by_side import predicted_peak
-    from harness.simulate import simulate
-    from harness.spec import RunSpec
+    from harness.core.record import Record
+    from harness.core.spec import RunSpec
+    from harness.run.annotate import predicted_peak
+    from harness.simulate.runner import simulate
     from strategies import get_strategy
 
     names = {f.name for f in fields(RunSpec)}
-    spec = RunSpec(**{k: v for k, v in case["spec"].items() if k in names}, device="cpu").validate(measure=False)
+    spec = validate(RunSpec(**{k: v for k, v in case["spec"].items() if k in names}, device="cpu"), measure=False)
     case["reference_bytes"] = min(min(ranks) for ranks in case["measured_per_rank"])
     case["predicted_bytes"] = predicted_peak(Record(spec, "ok"))
     if get_strategy(spec.strategy).simulate_why_not:  # DeepSpeed: predicted and measured only
@@ -82,7 +85,7 @@ def main(argv: list[str]) -> int:
         same = old.get(name, {}).get("spec") == case["spec"]
         add_figures(case, old[name]["simulated_bytes"] if same else None)
         simulated = case["simulated_bytes"]
-        print(f"[{i + 1}/{len(cases)}] {name}: reference {case['reference_bytes'] / 2**20:.2f} MiB, "
+        print(f"[{i + 1}/{len(cases)}] {name}: reference {case['reference_bytes'] / MIB:.2f} MiB, "
               f"predicted {case['predicted_bytes'] / case['reference_bytes'] - 1:+.2%}, simulated "
               + (f"{simulated / case['reference_bytes'] - 1:+.2%}" if simulated else "-"), flush=True)
     machine = next(iter(cases.values()))["device_name"] if cases else None

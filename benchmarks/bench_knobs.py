@@ -15,9 +15,9 @@ _PRESET = preset()
 
 
 def _levers() -> dict[str, Any]:
-    from harness.knobs import knob_label
-    from harness.spec import RunSpec
-    from harness.sweep import plan
+    from harness.core.knobs import knob_label
+    from harness.core.spec import RunSpec
+    from harness.run.presets import plan
 
     model = _PRESET.models[0]
     base = RunSpec(timeout_s=_PRESET.timeout_s)

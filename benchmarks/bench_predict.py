@@ -1,7 +1,7 @@
 """The analytic memory model (`spacetime estimate`): how long it takes, and what it predicts, per zoo shape.
 
 No ranks are launched: these run in microseconds to milliseconds on any machine.  The predicted peaks are
-tracked so a change to the model (harness/predict.py, activations.py) shows up on the dashboard like any
+tracked so a change to the model (harness/estimate/predict.py, activations.py) shows up on the dashboard like any
 other regression.
 """
 
@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.run.validate import validate
+
 MODELS = ["125m", "1b", "7b", "8b", "13b", "70b"]
 STRATEGIES = ["single", "ddp", "fsdp_full_shard", "fsdp_tp"]
 
 
 def _spec(model: str, strategy: str = "fsdp_full_shard") -> Any:
-    from harness.spec import RunSpec
+    from harness.core.spec import RunSpec
 
     ranks = 1 if strategy == "single" else 8
-    return RunSpec(model=model, strategy=strategy, nproc=ranks, batch_size=1, seq_len=2048, dtype="bf16",
-                   device="cuda").validate(measure=False)
+    return validate(RunSpec(model=model, strategy=strategy, nproc=ranks, batch_size=1, seq_len=2048, dtype="bf16",
+                   device="cuda"), measure=False)
 
 
 class Estimate:
@@ -36,7 +38,7 @@ class Estimate:
         self.profile = profile
 
     def time_predict(self, model: str) -> None:
-        from harness.predict import predict
+        from harness.estimate.predict import predict
 
         predict(self.spec, self.profile)
 
@@ -48,7 +50,7 @@ class PredictedPeak:
     param_names = ("model", "strategy")
 
     def track_predicted_peak_bytes(self, model: str, strategy: str) -> float:
-        from harness.predict import predict
+        from harness.estimate.predict import predict
         from strategies import get_strategy
 
         spec = _spec(model, strategy)
@@ -67,12 +69,12 @@ class Simulate:
     number, repeat, rounds = 1, 1, 1
 
     def time_simulate_7b(self, strategy: str) -> None:
-        from harness.simulate import simulate
+        from harness.simulate.runner import simulate
 
         simulate(_spec("7b", strategy))
 
     def track_simulated_peak_bytes_7b(self, strategy: str) -> float:
-        from harness.simulate import simulate
+        from harness.simulate.runner import simulate
 
         return float(simulate(_spec("7b", strategy)).peak_bytes)
 

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from harness.run.validate import validate
+
 PRESET_ENV = "SPACETIME_ASV_PRESET"
 
 
@@ -53,8 +55,8 @@ def strategies() -> list[str]:
 
 def spec_for(p: Preset, model: str, strategy: str) -> Any:
     """The RunSpec of one parameter set: the preset's global batch split over the data-parallel ranks."""
-    from harness.spec import RunSpec
-    from harness.sweep import matrix
+    from harness.core.spec import RunSpec
+    from harness.run.presets import matrix
 
     base = RunSpec(seq_len=p.seq_len, warmup=p.warmup, steps=p.steps, timeout_s=p.timeout_s)
     return matrix([strategy], [model], p.nproc, p.global_batch, base)[0]
@@ -70,17 +72,17 @@ def measure_specs(specs: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """One measured run per labelled spec, rows keyed by label; a spec that cannot run on this machine
     becomes status `unsupported`.  With $SPACETIME_STORE set, every record is also appended to that store
     (so the regression gate sees what asv measured)."""
-    from harness import store
-    from harness.launch import launch
-    from harness.record import failed
-    from harness.spec import SpecError, Unsupported
+    from harness.core.errors import SpecError, Unsupported
+    from harness.run import store
+    from harness.run.launch import launch
+    from harness.run.records import failed_record
 
     rows: dict[str, dict[str, Any]] = {}
     for label, spec in specs.items():
         try:
-            record = launch(spec.validate())
+            record = launch(validate(spec))
         except (SpecError, Unsupported) as why:
-            record = failed(spec, "unsupported", str(why))
+            record = failed_record(spec, "unsupported", str(why))
         if os.environ.get("SPACETIME_STORE"):
             store.append([record])
         rows[label] = record.to_row()

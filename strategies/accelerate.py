@@ -16,15 +16,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from harness.adapters import add_adapters, apply_checkpointing
-from harness.training import loss_fn
-from harness.zoo import Block, materialize
+from harness.models.checkpointing import apply_checkpointing
+from harness.models.llama import Block
+from harness.models.lora import add_adapters
+from harness.models.materialize import materialize
+from harness.train.step import loss_fn, over_micro_batches
 from strategies import register
 from strategies.base import ALL_KNOBS, Batch, MemoryProfile, OptimizerFactory, Prepared, Strategy
 
 if TYPE_CHECKING:
-    from harness.spec import RunSpec
-    from harness.world import World
+    from harness.core.spec import RunSpec
+    from harness.train.world import World
 
 ACCELERATE_LIMITS = {
     "quant": "bitsandbytes weights go through accelerate's own loading path (from_pretrained), which the zoo's "
@@ -58,7 +60,7 @@ class Accelerate(Strategy):
         return None if self.fsdp else MemoryProfile(grad_buckets=True)  # accelerate_ddp is DDP underneath
 
     def check(self, spec: RunSpec) -> None:
-        from harness.spec import Unsupported
+        from harness.core.errors import Unsupported
 
         if importlib.util.find_spec("accelerate") is None:
             raise Unsupported(f"{self.name}: accelerate is not installed (pip install 'spacetime[accelerate]')")
@@ -92,7 +94,7 @@ class Accelerate(Strategy):
                                               sync_module_states=False)
 
     def _check_wrapper(self, wrapped: nn.Module, spec: RunSpec) -> None:
-        from harness.spec import Unsupported
+        from harness.core.errors import Unsupported
 
         names = {cls.__name__ for cls in type(wrapped).__mro__}
         if not names & set(_wrapper_names(self.fsdp)):
@@ -108,16 +110,15 @@ def _accelerate_step(accelerator: Any, model: nn.Module, optimizer: Any, spec: R
     (its optimizer wrapper steps only when gradients are synced); `backward` applies the loss scale."""
     accum = spec.grad_accum
 
+    def micro(x: torch.Tensor, y: torch.Tensor, last: bool) -> torch.Tensor:
+        with accelerator.accumulate(model):
+            loss = loss_fn(model(x), y)
+            accelerator.backward(loss)  # divides by gradient_accumulation_steps itself
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        return loss.detach().float() / accum
+
     def step(batch: Batch) -> torch.Tensor:
-        inputs, targets = batch
-        total = torch.zeros((), device=device)
-        for x, y in zip(inputs.chunk(accum), targets.chunk(accum), strict=True):
-            with accelerator.accumulate(model):
-                loss = loss_fn(model(x), y)
-                accelerator.backward(loss)  # divides by gradient_accumulation_steps itself
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            total += loss.detach().float() / accum
-        return total
+        return over_micro_batches(batch, accum, device, micro)
 
     return step

@@ -9,29 +9,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from harness.predict import MemoryProfile
-from harness.training import Batch, OptimizerFactory, loss_fn, make_step
+from harness.core.knobs import ALL_KNOBS, KNOBS, moved_knobs
+from harness.core.memory import MemoryProfile
+from harness.train.step import Batch, OptimizerFactory, loss_fn, make_step
 
 if TYPE_CHECKING:
-    from harness.spec import RunSpec
-    from harness.world import World
+    from harness.core.spec import RunSpec
+    from harness.train.world import World
 
 __all__ = ["ALL_KNOBS", "Batch", "Layout", "MemoryProfile", "OptimizerFactory", "Prepared", "Strategy",
-           "active_knobs", "loss_fn", "make_step", "require_world"]
-
-KNOB_FLAGS = {"dtype": "--dtype", "activation_checkpointing": "--activation-checkpointing", "lora": "--lora-rank",
-              "quant": "--quant", "optimizer": "--optimizer", "grad_accum": "--grad-accum"}
-ALL_KNOBS = frozenset(KNOB_FLAGS)
-_FIELD = {**{k: k for k in KNOB_FLAGS}, "lora": "lora_rank"}
-
-
-def active_knobs(spec: RunSpec) -> list[str]:
-    """The knobs this spec moves off their defaults."""
-    moved = {"dtype": spec.dtype != "fp32", "activation_checkpointing": spec.activation_checkpointing != "off",
-             "lora": spec.lora_rank > 0, "quant": spec.quant != "none", "optimizer": spec.optimizer != "adamw",
-             "grad_accum": spec.grad_accum > 1}
-    return [k for k, on in moved.items() if on]
-
+           "loss_fn", "make_step", "require_world"]
 
 @dataclass(frozen=True)
 class Layout:
@@ -57,12 +44,12 @@ class Strategy:
     """Base class. Subclasses override `wrap`, and `check`/`layout` when they constrain the world."""
 
     shards: str = "nothing"  # what the strategy splits or moves, for `spacetime strategies`
-    # Knobs (KNOB_FLAGS) the strategy applies; any other knob off its default is `unsupported` with
+    # Knobs (harness/core/knobs.py: KNOBS) the strategy applies; any other knob off its default is `unsupported` with
     # `why_not[knob]` as the reason, and so is one value of an applied knob listed as `why_not["knob=value"]`.
     # The optimizer comes through the factory `wrap` is given.
     knobs: frozenset[str] = frozenset({"optimizer"})
     why_not: dict[str, str] = {}
-    # Why `spacetime simulate` cannot run this strategy under fake tensors; None: it can (harness/simulate.py).
+    # Why `spacetime simulate` cannot run this strategy under fake tensors; None: it can (harness/simulate/runner.py).
     simulate_why_not: str | None = None
 
     def __init__(self, name: str, description: str = "") -> None:
@@ -74,15 +61,14 @@ class Strategy:
 
     def check_knobs(self, spec: RunSpec) -> None:
         """Raise Unsupported for a knob this strategy does not apply (before anything is launched)."""
-        from harness.spec import Unsupported
+        from harness.core.errors import Unsupported
 
-        for knob in active_knobs(spec):
-            value = getattr(spec, _FIELD[knob])
+        for knob, value in moved_knobs(spec).items():
             reason = self.why_not.get(f"{knob}={value}")
             if knob not in self.knobs:
                 reason = self.why_not.get(knob, f"{self.name} does not apply this knob")
             if reason:
-                raise Unsupported(f"{self.name} with {KNOB_FLAGS[knob]} {value}: {reason}")
+                raise Unsupported(f"{self.name} with {KNOBS[knob][1]} {value}: {reason}")
 
     def prepare_host(self, spec: RunSpec) -> None:
         """Run once in the launcher before torchrun starts: slow one-off work (building C++ ops) that should
@@ -105,7 +91,7 @@ class Strategy:
 
 
 def require_world(spec: RunSpec, name: str, minimum: int = 1, multiple_of: int = 1) -> None:
-    from harness.spec import SpecError
+    from harness.core.errors import SpecError
 
     if spec.nproc < minimum or spec.nproc % multiple_of:
         valid = f"a multiple of {multiple_of} >= {minimum}" if multiple_of > 1 else f">= {minimum}"

@@ -8,14 +8,16 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from harness.adapters import add_adapters, apply_checkpointing, quantize_and_adapt
-from harness.zoo import materialize
+from harness.models.checkpointing import apply_checkpointing
+from harness.models.lora import add_adapters
+from harness.models.materialize import materialize
+from harness.models.quantize import quantize_and_adapt
 from strategies import register
 from strategies.base import ALL_KNOBS, MemoryProfile, OptimizerFactory, Prepared, Strategy, make_step
 
 if TYPE_CHECKING:
-    from harness.spec import RunSpec
-    from harness.world import World
+    from harness.core.spec import RunSpec
+    from harness.train.world import World
 
 
 @register("ddp", "data parallel, full replica per rank, bucketed gradient all-reduce")

@@ -20,15 +20,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from harness.adapters import add_adapters, apply_checkpointing
-from harness.training import loss_fn
-from harness.zoo import config_for, materialize
+from harness.models.checkpointing import apply_checkpointing
+from harness.models.lora import add_adapters
+from harness.models.materialize import materialize
+from harness.models.zoo import config_for
+from harness.train.step import loss_fn, over_micro_batches
 from strategies import register
 from strategies.base import ALL_KNOBS, Batch, MemoryProfile, OptimizerFactory, Prepared, Strategy
 
 if TYPE_CHECKING:
-    from harness.spec import RunSpec
-    from harness.world import World
+    from harness.core.spec import RunSpec
+    from harness.train.world import World
 
 ZERO_LIMITS = {
     "quant": "ZeRO flattens and partitions fp32/16-bit parameters; bitsandbytes' packed weights are not "
@@ -110,7 +112,7 @@ class DeepSpeedZero(Strategy):
         self.shards = ", ".join(parts) + moved
 
     def check(self, spec: RunSpec) -> None:
-        from harness.spec import Unsupported
+        from harness.core.errors import Unsupported
 
         if importlib.util.find_spec("deepspeed") is None:
             raise Unsupported(f"{self.name}: deepspeed is not installed (pip install 'spacetime[deepspeed]')")
@@ -135,7 +137,7 @@ class DeepSpeedZero(Strategy):
         return names
 
     def memory_profile(self, spec: RunSpec) -> MemoryProfile:
-        """The stage and what is offloaded; harness/predict_zero.py partitions over spec.nproc ranks."""
+        """The stage and what is offloaded; harness/estimate/zero.py partitions over spec.nproc ranks."""
         moved = {"optimizer"} if self.offload_optimizer else set()
         return MemoryProfile(casts_params=True, zero=self.stage,
                              offload=frozenset(moved | ({"params"} if self.offload_params else set())))
@@ -182,14 +184,13 @@ def build_op(name: str) -> None:
 def _engine_step(engine: Any, spec: RunSpec, device: torch.device) -> Any:
     accum = spec.grad_accum
 
+    def micro(x: torch.Tensor, y: torch.Tensor, last: bool) -> torch.Tensor:
+        loss = loss_fn(engine(x), y)
+        engine.backward(loss)  # scales by 1/grad_accum itself
+        engine.step()  # the optimizer steps at the accumulation boundary only
+        return loss.detach().float() / accum
+
     def step(batch: Batch) -> torch.Tensor:
-        inputs, targets = batch
-        total = torch.zeros((), device=device)
-        for x, y in zip(inputs.chunk(accum), targets.chunk(accum), strict=True):
-            loss = loss_fn(engine(x), y)
-            engine.backward(loss)  # scales by 1/grad_accum itself
-            engine.step()  # the optimizer steps at the accumulation boundary only
-            total += loss.detach().float() / accum
-        return total
+        return over_micro_batches(batch, accum, device, micro)
 
     return step

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from harness.adapters import add_adapters, apply_checkpointing
-from harness.training import AUTOCAST
-from harness.zoo import materialize
+from harness.models.checkpointing import apply_checkpointing
+from harness.models.lora import add_adapters
+from harness.models.materialize import materialize
+from harness.train.step import AUTOCAST
 from strategies import register
 from strategies.base import (
     ALL_KNOBS,
@@ -34,8 +35,8 @@ DTENSOR_LIMITS = {
 }
 
 if TYPE_CHECKING:
-    from harness.spec import RunSpec
-    from harness.world import World
+    from harness.core.spec import RunSpec
+    from harness.train.world import World
 
 
 def hybrid_layout(spec: RunSpec) -> Layout:
@@ -46,7 +47,7 @@ def hybrid_layout(spec: RunSpec) -> Layout:
 
 def check_hybrid(name: str, spec: RunSpec) -> None:
     """Hybrid sharding needs 2+ ranks, and the replica groups must divide them."""
-    from harness.spec import SpecError
+    from harness.core.errors import SpecError
 
     require_world(spec, name, minimum=2)
     replicate = hybrid_layout(spec).dp_replicate
@@ -57,7 +58,7 @@ def check_hybrid(name: str, spec: RunSpec) -> None:
 
 def check_dtensor_combinations(name: str, spec: RunSpec) -> None:
     """Knob combinations DTensor parameters cannot take (single knobs are in DTENSOR_LIMITS)."""
-    from harness.spec import Unsupported
+    from harness.core.errors import Unsupported
 
     if spec.dtype == "bf16-pure" and spec.optimizer == "adamw8bit":
         raise Unsupported(f"{name} with --dtype bf16-pure --optimizer adamw8bit: torchao's AdamW8bit does not "

@@ -13,16 +13,18 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from harness.adapters import add_adapters, apply_checkpointing
-from harness.training import AUTOCAST
-from harness.zoo import Block, materialize
+from harness.models.checkpointing import apply_checkpointing
+from harness.models.llama import Block
+from harness.models.lora import add_adapters
+from harness.models.materialize import materialize
+from harness.train.step import AUTOCAST
 from strategies import register
 from strategies.base import ALL_KNOBS, Layout, MemoryProfile, OptimizerFactory, Prepared, Strategy, make_step
 from strategies.fsdp import DTENSOR_LIMITS, check_hybrid, hybrid_layout
 
 if TYPE_CHECKING:
-    from harness.spec import RunSpec
-    from harness.world import World
+    from harness.core.spec import RunSpec
+    from harness.train.world import World
 
 FLAT_LIMITS = {
     "quant": DTENSOR_LIMITS["quant"].replace("as DTensors", "into FSDP1's flat parameters"),
@@ -56,7 +58,7 @@ class FSDP1(Strategy):
             " (params in CPU memory)" if offload else "")
 
     def check(self, spec: RunSpec) -> None:
-        from harness.spec import Unsupported
+        from harness.core.errors import Unsupported
 
         if self.offload and spec.device != "cuda":
             raise Unsupported(f"{self.name} on {spec.device}: FSDP1's CPUOffload pins host memory, which needs an "

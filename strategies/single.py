@@ -6,8 +6,10 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
-from harness.adapters import add_adapters, apply_checkpointing, quantize_and_adapt
-from harness.zoo import materialize
+from harness.models.checkpointing import apply_checkpointing
+from harness.models.lora import add_adapters
+from harness.models.materialize import materialize
+from harness.models.quantize import quantize_and_adapt
 from strategies import register
 from strategies.base import (
     ALL_KNOBS,
@@ -21,8 +23,8 @@ from strategies.base import (
 )
 
 if TYPE_CHECKING:
-    from harness.spec import RunSpec
-    from harness.world import World
+    from harness.core.spec import RunSpec
+    from harness.train.world import World
 
 
 @register("single", "one process, the whole model, no communication")
@@ -32,7 +34,7 @@ class Single(Strategy):
 
     def check(self, spec: RunSpec) -> None:
         if spec.nproc != 1:
-            from harness.spec import SpecError
+            from harness.core.errors import SpecError
 
             raise SpecError("nproc", f"single runs on exactly one rank, got {spec.nproc}", "1")
         require_world(spec, self.name)

@@ -10,15 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from harness.adapters import apply_checkpointing
-from harness.zoo import config_for, materialize
+from harness.models.checkpointing import apply_checkpointing
+from harness.models.materialize import materialize
+from harness.models.zoo import config_for
 from strategies import register
 from strategies.base import ALL_KNOBS, Layout, MemoryProfile, OptimizerFactory, Prepared, Strategy, make_step
 from strategies.fsdp import DTENSOR_LIMITS, check_dtensor_combinations, mixed_precision, shard_model
 
 if TYPE_CHECKING:
-    from harness.spec import RunSpec
-    from harness.world import World
+    from harness.core.spec import RunSpec
+    from harness.train.world import World
 
 
 @register("tp", "tensor parallel over all ranks: every rank sees the same batch, holds 1/tp of each matrix")
@@ -31,7 +32,7 @@ class TensorParallel(Strategy):
 
     def check_knobs(self, spec: RunSpec) -> None:
         if spec.dtype == "fp16" and not self.fsdp:
-            from harness.spec import Unsupported
+            from harness.core.errors import Unsupported
 
             raise Unsupported(f"{self.name} with --dtype fp16: the gradient scaler's unscale kernel gets a mix of "
                               "Tensor and DTensor arguments under plain tensor parallelism (torch 2.13); use bf16, "
@@ -61,7 +62,7 @@ class TensorParallel(Strategy):
         return Layout(dp_shard=max(spec.nproc // tp, 1), tp=tp)
 
     def check(self, spec: RunSpec) -> None:
-        from harness.spec import SpecError
+        from harness.core.errors import SpecError
 
         tp, cfg = self.degree(spec), config_for(spec)
         if not self.fsdp and tp != spec.nproc:

@@ -1,5 +1,6 @@
 """Shared fixtures.  The out-of-tree test plugin (tests/plugins) is put on sys.path and PYTHONPATH before
-any test loads the strategy registry, so its entry points are seen here and by every torchrun worker."""
+any test loads the strategy registry, so its entry points are seen here and by every torchrun worker.
+Every test under tests/integration launches torchrun and is marked `slow` here (`pytest -m "not slow"`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,15 @@ sys.path.insert(0, str(PLUGINS))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(PLUGINS), os.environ.get("PYTHONPATH")) if p)
 
 
+INTEGRATION = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION in item.path.parents:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def store_dir(tmp_path: Path) -> Path:
     return tmp_path / "store"
@@ -23,7 +33,7 @@ def store_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Callable[[list[str]], tuple[int, str]]:
     """`spacetime ARGS` through harness.cli.main in this process: (exit status, stderr)."""
-    from harness.cli import main
+    from harness.cli.main import main
 
     def run(args: list[str]) -> tuple[int, str]:
         try:

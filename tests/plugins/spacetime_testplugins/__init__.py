@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from harness.zoo import materialize
+from harness.models.materialize import materialize
 from strategies import OptimizerFactory, Prepared, Strategy, make_step
 
 

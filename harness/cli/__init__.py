@@ -1,0 +1,1 @@
+"""The `spacetime` command (`python -m harness.cli`)."""

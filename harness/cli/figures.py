@@ -1,0 +1,84 @@
+"""`spacetime estimate` and `spacetime simulate`: a spec for a target device (CUDA unless --device says
+otherwise), its figures, whether they fit a GPU, then one JSON line or the table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from harness.cli.flags import add_fit_flags, spec_fields, spec_flags
+from harness.core.errors import SpecError, Unsupported
+from harness.core.spec import RunSpec
+from harness.estimate.fit import fits_json, inference_bytes, max_batch, memory_limit, profile_for
+from harness.estimate.phases import Prediction
+from harness.estimate.predict import predict
+from harness.report.figures import print_estimate, print_simulation
+from harness.run.validate import validate
+from harness.simulate.runner import Simulation, simulate
+
+Compute = Callable[[RunSpec, argparse.Namespace], tuple[Any, dict[str, Any]]]
+Show = Callable[[RunSpec, Any, dict[str, Any]], None]
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("estimate", help="predict per-rank memory without running anything")
+    spec_flags(p, sweep=False)
+    add_fit_flags(p)
+    p.add_argument("--max-batch", action="store_true", help="the largest micro-batch that fits")
+    p.add_argument("--inference", action="store_true", help="also the load-only (inference) figure")
+    p = sub.add_parser("simulate", help="run the real step under fake tensors and a fake process group")
+    spec_flags(p, sweep=False)
+    add_fit_flags(p)
+
+
+def estimate_figures(spec: RunSpec, args: argparse.Namespace) -> tuple[Prediction, dict[str, Any]]:
+    prediction = predict(spec, profile_for(spec), spec.device)
+    out: dict[str, Any] = prediction.to_json()
+    limit = memory_limit(args.gpu, args.gpu_memory)
+    if limit:
+        out["fits"] = fits_json(limit, prediction.device_bytes)
+    if args.max_batch:
+        if not limit:
+            raise SpecError("max_batch", "needs the memory to fit", "--gpu NAME or --gpu-memory SIZE")
+        out["max_batch"] = max_batch(spec, limit[1])
+    if args.inference:
+        out["inference_bytes"] = inference_bytes(spec)
+    return prediction, out
+
+
+def simulate_figures(spec: RunSpec, args: argparse.Namespace) -> tuple[Simulation, dict[str, Any]]:
+    limit = memory_limit(args.gpu, args.gpu_memory)  # bad input is reported before anything runs
+    sim = simulate(spec, spec.device)
+    out = sim.to_json()
+    if limit:
+        out["fits"] = fits_json(limit, sim.device_bytes)
+    return sim, out
+
+
+def run_figures(args: argparse.Namespace, compute: Compute, show: Show) -> int:
+    """The spec, the figures, then one JSON line or the table; a spec that cannot be handled exits 1 with the
+    reason."""
+    fields = spec_fields(args)
+    fields["device"] = "cuda" if fields.get("device", "auto") == "auto" else fields["device"]
+    try:
+        spec = validate(RunSpec(**fields), measure=False)
+        figures, out = compute(spec, args)
+    except Unsupported as why:
+        print(f"spacetime: unsupported: {why}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(out))
+    else:
+        show(spec, figures, out)
+    return 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    return run_figures(args, estimate_figures, print_estimate)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    return run_figures(args, simulate_figures, print_simulation)

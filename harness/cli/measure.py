@@ -1,0 +1,119 @@
+"""`spacetime run` (one measured spec) and `spacetime sweep` (a preset matrix of them)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from harness.cli.flags import int_arg, rendezvous_from, spec_fields, spec_flags
+from harness.core.errors import SpecError, Unsupported
+from harness.core.spec import RunSpec
+
+
+def add_parsers(sub: Any) -> None:
+    run = sub.add_parser("run", help="measure one spec under torchrun")
+    spec_flags(run, sweep=False)
+    run.add_argument("--json", action="store_true", help="print the record as one JSON line, last on stdout")
+    _add_side_by_side_flags(run)
+    run.add_argument("--dry-run", action="store_true", help="validate and print the spec and the framework's "
+                     "config (DeepSpeed's JSON) without launching")
+    sweep = sub.add_parser("sweep", help="measure a preset matrix of specs")
+    sweep.add_argument("--preset", default="smoke", help="smoke, strategies, memory, gpu, levers, lora-ranks "
+                       "or accuracy (harness/run/presets.py)")
+    sweep.add_argument("--models", help="comma-separated zoo names (replace the preset's)")
+    sweep.add_argument("--strategies", help="comma-separated strategy names (replace the preset's)")
+    sweep.add_argument("--nproc", type=int_arg, default=None, help="ranks for every strategy but single")
+    sweep.add_argument("--global-batch", type=int_arg, default=None, help="sequences per step, all ranks")
+    sweep.add_argument("--repeat", type=int_arg, default=1, help="run the whole matrix N times (the gate uses the "
+                       "spread of repeats)")
+    sweep.add_argument("--exact-preset", action="store_true", help="run the preset as defined, without the "
+                       "substitutions it makes on this machine (16-bit rows on a CPU without fast bf16)")
+    sweep.add_argument("--fail-on-error", action="store_true", help="exit 1 if any run is not ok")
+    _add_side_by_side_flags(sweep)
+    spec_flags(sweep, sweep=True)
+
+
+def _add_side_by_side_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--predict", action="store_true", help="store estimate's peak beside the measured one")
+    parser.add_argument("--simulate", action="store_true", help="store simulate's peak beside the measured one "
+                        "(a fake-tensor run of the same spec, in a process of its own)")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.core.record import FOLLOWER
+    from harness.report.tables import print_records
+    from harness.run import store
+    from harness.run.annotate import annotate
+    from harness.run.launch import launch
+    from harness.run.records import failed_record
+    from harness.run.validate import validate
+    from strategies import get_strategy
+
+    spec = RunSpec(**spec_fields(args))
+    rdzv = rendezvous_from(args)
+    try:
+        spec = validate(spec)
+        if args.dry_run:  # what would run, launching nothing
+            config = get_strategy(spec.strategy).framework_config(spec)
+            print(json.dumps({"spec": json.loads(spec.to_json()), "framework_config": config}, indent=2))
+            return 0
+        record = annotate(launch(spec, rdzv), args.predict, args.simulate)
+    except Unsupported as why:
+        record = failed_record(spec, "unsupported", str(why))
+    if not args.no_store and record.status != FOLLOWER:
+        store.append([record], args.store)
+    if args.json:
+        print(json.dumps(record.to_row()))
+    else:
+        print_records([record.to_row()])
+    return 0 if record.status in ("ok", FOLLOWER) else 1
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    return tuple(n.strip() for n in text.split(",") if n.strip()) if text else None
+
+
+def _planned(args: argparse.Namespace) -> list[RunSpec]:
+    """The sweep's specs from the preset and the flags, repeats included."""
+    from harness.run.presets import plan, plan_note
+
+    models = _names(args.models)
+    if (args.model_config_file or args.sets) and models and len(models) > 1:
+        raise SpecError("models", "--model-config/--set describe one model", "a single name")
+    fields = spec_fields(args, model=models[0] if models else "tiny")
+    if "model" in fields:
+        models = (fields.pop("model"),)  # the custom model replaces the preset's
+    overrides = {k: fields.pop(k, None) for k in ("seq_len", "warmup", "steps", "nproc")}
+    specs = plan(args.preset, RunSpec(**fields), exact=args.exact_preset, global_batch=args.global_batch,
+                 models=models, strategies=_names(args.strategies), **overrides)
+    if args.repeat < 1:
+        raise SpecError("repeat", f"must be >= 1, got {args.repeat}")
+    note = None if args.exact_preset else plan_note(args.preset, RunSpec(**fields))
+    if note:
+        print(note, file=sys.stderr)
+    return [spec for _ in range(args.repeat) for spec in specs]
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from harness.report.console import console
+    from harness.report.knob_tables import TABLES
+    from harness.report.tables import print_records
+    from harness.run.presets import PRESETS
+    from harness.run.store import default_store
+    from harness.run.sweep import run_sweep
+
+    specs = _planned(args)
+    store_path = None if args.no_store else (args.store or default_store())
+    records = run_sweep(specs, store_path, show_progress=sys.stderr.isatty(), rdzv=rendezvous_from(args),
+                        predict=args.predict, simulate=args.simulate)
+    rows = [r.to_row() for r in records]
+    print_records(rows, title=f"spacetime sweep --preset {args.preset}")
+    extra = TABLES.get(PRESETS[args.preset].table)
+    if extra:
+        console().print(extra(rows[: len(rows) // args.repeat]))
+    ok = sum(r["status"] == "ok" for r in rows)
+    where = f" -> {store_path}" if store_path else ""
+    print(f"{ok}/{len(rows)} ok{where}")
+    return 1 if args.fail_on_error and ok < len(rows) else 0

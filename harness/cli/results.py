@@ -1,0 +1,54 @@
+"""`spacetime show`, `report` and `compare`: what the store holds, as tables, plots and the regression gate."""
+
+from __future__ import annotations
+
+import argparse
+
+from harness.report.console import console
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from harness.report.tables import print_records
+    from harness.run import store
+
+    rows = store.rows(args.store, model=args.model, strategy=args.strategy, status=args.status)
+    if args.last:
+        rows = rows[-args.last:]
+    if not rows:
+        print(f"no records in {args.store or store.default_store()} match")
+        return 0
+    print_records(rows, title=f"{len(rows)} record(s)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report.cases import by_model, latest
+    from harness.report.html_report import write_report
+    from harness.report.tables import print_records
+    from harness.run import store
+
+    rows = latest(store.rows(args.store, model=args.model, strategy=args.strategy))
+    if not rows:
+        print(f"no records in {args.store or store.default_store()} match")
+        return 0
+    out = console()
+    for model, group in by_model(rows).items():
+        print_records(group, title=f"{model}: newest record of each case", out=out)
+    for path in write_report(rows, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Exit 1 when any figure regressed or a run that passed at the baseline failed."""
+    from harness.report.gate_table import changes_table
+    from harness.run import store
+    from harness.run.gate import compare, regressed
+
+    base, cand, changes = compare(store.rows(args.store), args.baseline, args.candidate, args.time_tolerance)
+    console().print(changes_table(changes, base, cand))
+    verdicts = [c.verdict for c in changes]
+    summary = ", ".join(f"{verdicts.count(v)} {v}" for v in dict.fromkeys(verdicts))
+    bad = regressed(changes)
+    print(f"{'REGRESSION' if bad else 'ok'}: {summary or 'no cases in common'}")
+    return 1 if bad else 0

@@ -1,0 +1,109 @@
+"""Memory knobs: the valid values of each RunSpec knob field, their validation before launch, and which knobs a
+spec moves off their defaults (`moved_knobs`, the one place that decides it).
+
+What each knob does lives with what it changes: harness/models/ (lora.py, quantize.py, checkpointing.py) and
+harness/train/ (step.py: precision and gradient accumulation; optimizer.py).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from harness.core.errors import SpecError, Unsupported
+from harness.core.spec import RunSpec
+
+DTYPES = ("fp32", "bf16", "fp16", "bf16-pure")  # bf16/fp16: mixed precision over fp32 master weights
+CHECKPOINTING = ("off", "full", "selective")  # selective: every --ckpt-every-th block
+QUANT = ("none", "int8", "nf4")  # frozen base weights through bitsandbytes
+OPTIMIZERS = ("adamw", "adamw8bit", "sgd", "adafactor")  # adamw8bit: torchao's, which also takes DTensors
+# --lora-targets short names -> the zoo's module names
+LORA_MODULES = {"q": "wq", "k": "wk", "v": "wv", "o": "wo", "gate": "w1", "up": "w3", "down": "w2"}
+ALL_LINEAR = "all-linear"  # every projection in the blocks (not the embedding or the output head)
+
+
+def lora_modules(targets: str) -> list[str]:
+    """The zoo module names `--lora-targets` selects (validated)."""
+    if targets == ALL_LINEAR:
+        return list(LORA_MODULES.values())
+    names = [t.strip() for t in targets.split(",") if t.strip()]
+    bad = [t for t in names if t not in LORA_MODULES]
+    if bad or not names:
+        raise SpecError("lora_targets", f"unknown target(s) {', '.join(bad) or repr(targets)}",
+                        f"a comma-separated subset of {','.join(LORA_MODULES)}, or {ALL_LINEAR}")
+    return [LORA_MODULES[t] for t in names]
+
+
+def _choice(spec: RunSpec, field: str, valid: tuple[str, ...]) -> None:
+    value = getattr(spec, field)
+    if value not in valid:
+        raise SpecError(field, f"unknown value {value!r}", ", ".join(valid))
+
+
+def _have(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def validate(spec: RunSpec) -> None:
+    """Field values and combinations that can never run: SpecError.  Valid but not runnable here (a package
+    missing, a device that lacks the kernels): Unsupported."""
+    _choice(spec, "dtype", DTYPES)
+    _choice(spec, "activation_checkpointing", CHECKPOINTING)
+    _choice(spec, "quant", QUANT)
+    _choice(spec, "optimizer", OPTIMIZERS)
+    for field in ("ckpt_every", "grad_accum"):
+        value = getattr(spec, field)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise SpecError(field, f"must be an integer >= 1, got {value!r}")
+    if not isinstance(spec.lora_rank, int) or spec.lora_rank < 0:
+        raise SpecError("lora_rank", f"must be an integer >= 0 (0: full fine-tuning), got {spec.lora_rank!r}")
+    if not isinstance(spec.lora_alpha, int) or spec.lora_alpha < 1:
+        raise SpecError("lora_alpha", f"must be an integer >= 1, got {spec.lora_alpha!r}")
+    lora_modules(spec.lora_targets)
+    if spec.quant != "none" and spec.lora_rank == 0:
+        raise SpecError("quant", f"{spec.quant} base weights are frozen, so they need adapters to train: "
+                        "add --lora-rank N", "none (without --lora-rank)")
+    if spec.lora_rank and not _have("peft"):
+        raise Unsupported("--lora-rank needs peft, which is not installed (pip install 'spacetime[peft]')")
+    if spec.quant != "none" and not _have("bitsandbytes"):
+        raise Unsupported("--quant needs bitsandbytes, which is not installed (pip install 'spacetime[bnb]')")
+    if spec.optimizer == "adamw8bit" and not _have("torchao"):
+        raise Unsupported("--optimizer adamw8bit needs torchao, which is not installed "
+                          "(pip install 'spacetime[bnb]')")
+
+
+# knob -> (RunSpec field, CLI flag); a knob is "moved" when its field is off the RunSpec default
+KNOBS = {"dtype": ("dtype", "--dtype"),
+         "activation_checkpointing": ("activation_checkpointing", "--activation-checkpointing"),
+         "lora": ("lora_rank", "--lora-rank"), "quant": ("quant", "--quant"), "optimizer": ("optimizer", "--optimizer"),
+         "grad_accum": ("grad_accum", "--grad-accum")}
+ALL_KNOBS = frozenset(KNOBS)
+
+
+def _reader(values: RunSpec | Mapping[str, Any]) -> Callable[[str, Any], Any]:
+    """field, default -> value, from a spec or from a stored row (where a missing field reads as its default)."""
+    if isinstance(values, Mapping):
+        return values.get
+    return lambda name, default: getattr(values, name)
+
+
+def moved_knobs(values: RunSpec | Mapping[str, Any]) -> dict[str, Any]:
+    """The knobs a spec (or a stored row) moves off their defaults, each with its value, in KNOBS order."""
+    default, get = RunSpec(), _reader(values)
+    moved = {}
+    for knob, (field, _) in KNOBS.items():
+        value = get(field, getattr(default, field))
+        if value is not None and value != getattr(default, field):
+            moved[knob] = value
+    return moved
+
+
+def knob_label(row: RunSpec | Mapping[str, Any]) -> str:
+    """The knobs a record (or spec) moved off their defaults, short: `bf16, ckpt full, lora r8 q,v`."""
+    get = _reader(row)
+    text: dict[str, Callable[[Any], str]] = {
+        "dtype": str, "quant": str, "optimizer": str, "grad_accum": lambda v: f"accum {v}",
+        "activation_checkpointing": lambda v: "ckpt full" if v == "full" else f"ckpt 1/{get('ckpt_every', 2)}",
+        "lora": lambda v: f"lora r{v} {get('lora_targets', 'q,v')}"}
+    return ", ".join(text[knob](value) for knob, value in moved_knobs(row).items()) or "-"

@@ -1,0 +1,56 @@
+"""Record: one row per (spec, run): spec fields, status, memory and time figures, environment."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from harness.core.spec import RunSpec
+
+SCHEMA_VERSION = 4  # 2: memory knob columns, trainable_params, optimizer_class; 3: nnodes;
+#                    4: predicted_peak_bytes, simulated_peak_bytes, simulate_error
+STATUSES = ("ok", "oom", "timeout", "error", "unsupported")
+FOLLOWER = "follower"  # a non-zero node of a multi-node run finished its part; never stored
+
+
+@dataclass
+class Record:
+    spec: RunSpec
+    status: str
+    error: str | None = None
+    world_size: int = 1
+    mesh_dp_replicate: int | None = None  # the layout the strategy resolved (spec's 0 = default)
+    mesh_dp_shard: int | None = None
+    mesh_tp: int | None = None
+    global_batch: int | None = None
+    peak_bytes: int | None = None  # max over ranks of the primary figure (CUDA max allocated / CPU allocator)
+    peak_bytes_per_rank: list[int] | None = None
+    rss_peak_bytes: int | None = None
+    rss_peak_bytes_per_rank: list[int] | None = None
+    reserved_peak_bytes: int | None = None
+    device_used_bytes: int | None = None
+    param_bytes_per_rank: list[int] | None = None
+    trainable_params: int | None = None  # parameters the optimizer updates (LoRA: the adapters)
+    optimizer_class: str | None = None  # module.Class of the optimizer that ran
+    # float64 sum of squares of each rank's local parameters after the last step: ranks holding the
+    # same shard (replicas) must agree, which is how tests prove replicas stay in sync
+    param_digest_per_rank: list[float] | None = None
+    step_s_p50: float | None = None
+    step_s_p10: float | None = None
+    step_s_p90: float | None = None
+    step_s: list[float] | None = None  # per timed step, slowest rank
+    tokens_per_s: float | None = None  # global
+    mfu: float | None = None
+    loss: float | None = None
+    wall_s: float | None = None
+    # beside the measured peak (run/sweep --predict --simulate): `estimate`'s and `simulate`'s figures for
+    # the same spec and device, comparable with peak_bytes; simulate_error says why there is no simulation
+    predicted_peak_bytes: int | None = None
+    simulated_peak_bytes: int | None = None
+    simulate_error: str | None = None
+    env: dict[str, Any] = field(default_factory=dict)
+
+    def to_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        spec, env = row.pop("spec"), row.pop("env")
+        return {"schema_version": SCHEMA_VERSION, **spec, **row, **env}

@@ -1,0 +1,51 @@
+"""RunSpec: what to run, as plain values (harness/run/validate.py checks them before anything is launched)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    model: str = "tiny"
+    strategy: str = "single"
+    nproc: int = 1  # ranks in all (the world size); nproc / nnodes on each host
+    nnodes: int = 1  # hosts joined through torchrun's c10d rendezvous (run/nodes.py: Rendezvous)
+    steps: int = 8  # timed steps
+    warmup: int = 2  # untimed steps before the memory steps (optimizer state exists after the first)
+    memory_steps: int = 2  # untimed steps under the memory probe; the peak is the largest over them
+    batch_size: int = 4  # per data-parallel rank (micro-batch); global batch = batch_size x dp degree
+    seq_len: int = 128
+    device: str = "auto"
+    seed: int = 0
+    lr: float = 1e-3
+    tp: int = 0  # tensor-parallel degree; 0 = the strategy's default
+    dp_replicate: int = 0  # replica groups for hybrid sharding; 0 = the strategy's default
+    timeout_s: float = 600.0
+    # memory knobs (valid values in harness/core/knobs.py)
+    dtype: str = "fp32"  # fp32, bf16 / fp16 (mixed, fp32 masters), bf16-pure
+    activation_checkpointing: str = "off"  # off, full, selective (every ckpt_every-th block)
+    ckpt_every: int = 2
+    lora_rank: int = 0  # 0: full fine-tuning
+    lora_alpha: int = 16
+    lora_targets: str = "q,v"
+    quant: str = "none"  # none, int8, nf4: frozen base weights (needs lora_rank > 0)
+    optimizer: str = "adamw"  # adamw, adamw8bit, sgd, adafactor
+    grad_accum: int = 1  # micro-batches per optimizer step
+    model_config: str = ""  # a custom shape (--model-config / --set) as ModelConfig JSON; "" = the zoo's `model`
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSpec:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def with_(self, **changes: Any) -> RunSpec:
+        return replace(self, **changes)

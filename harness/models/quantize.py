@@ -1,0 +1,54 @@
+"""Quantized frozen base weights (`--quant int8|nf4`): bitsandbytes layers over a materialized model, then LoRA."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from harness.models.lora import _lora_config, freeze_base
+from harness.models.materialize import canonical_name, is_adapter
+
+if TYPE_CHECKING:
+    from harness.core.spec import RunSpec
+
+
+def quantize_and_adapt(model: nn.Module, spec: RunSpec, device: torch.device) -> nn.Module:
+    """For a materialized model: replace every block projection with a bitsandbytes int8/NF4 layer holding
+    the same (frozen) weights, then add LoRA adapters initialized like `materialize` would."""
+    if spec.quant == "none":
+        return model
+    from peft import inject_adapter_in_model
+
+    from harness.models.materialize import init_value
+
+    for block in model.layers:  # type: ignore[union-attr]
+        for name, child in list(block.named_modules()):
+            if isinstance(child, nn.Linear):
+                parent = block.get_submodule(name.rpartition(".")[0])
+                setattr(parent, name.rpartition(".")[2], _quantized(child, spec, device))
+    model = inject_adapter_in_model(_lora_config(spec), model)
+    freeze_base(model)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if is_adapter(name):
+                param.data = init_value(canonical_name(name), param.shape, spec.seed, device).to(param.dtype)
+    return model
+
+
+def _quantized(linear: nn.Linear, spec: RunSpec, device: torch.device) -> nn.Module:
+    import bitsandbytes as bnb
+
+    compute = torch.bfloat16 if spec.dtype in ("bf16", "bf16-pure") else torch.float32
+    layer: nn.Module
+    if spec.quant == "int8":
+        layer = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, bias=False,
+                                    has_fp16_weights=False, device="meta")
+        layer.weight = bnb.nn.Int8Params(linear.weight.data.to("cpu"), requires_grad=False,
+                                         has_fp16_weights=False)
+    else:
+        layer = bnb.nn.Linear4bit(linear.in_features, linear.out_features, bias=False, quant_type="nf4",
+                                  compute_dtype=compute, device="meta")
+        layer.weight = bnb.nn.Params4bit(linear.weight.data.to("cpu"), requires_grad=False, quant_type="nf4")
+    return layer.to(device)  # quantizes on the move

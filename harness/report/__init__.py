@@ -1,0 +1,1 @@
+"""What records look like to a reader: terminal tables, plots, the HTML report."""

@@ -1,0 +1,32 @@
+"""Records grouped as reports show them: the newest of each case, by model, and a case's short name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from harness.core.knobs import knob_label
+from harness.run.gate import case_key
+
+
+def latest(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest record of each case (what was run, where), in first-seen order."""
+    newest: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = case_key(row)
+        if key not in newest or (row.get("utc_time") or "") >= (newest[key].get("utc_time") or ""):
+            newest[key] = row
+    return list(newest.values())
+
+
+def by_model(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row["model"], []).append(row)
+    return groups
+
+
+def case_name(row: dict[str, Any]) -> str:
+    """`strategy xN`, with the knobs that moved off their defaults in brackets."""
+    knobs = knob_label(row)
+    return f"{row['strategy']} x{row['nproc']}" + ("" if knobs == "-" else f" [{knobs}]")

@@ -1,0 +1,61 @@
+"""The terminal tables of `spacetime estimate` and `spacetime simulate`: a per-rank breakdown, the fit on a GPU."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from harness.core.spec import RunSpec
+from harness.core.units import GIB, MIB
+from harness.estimate.phases import Prediction
+from harness.estimate.rules_of_thumb import source_arithmetic
+from harness.models.zoo import config_for
+from harness.report.console import console
+from harness.simulate.runner import Simulation
+
+
+def print_estimate(spec: RunSpec, prediction: Prediction, out: dict[str, Any]) -> None:
+    cfg = config_for(spec)
+    title = (f"{spec.model} ({cfg.param_count():,} params), {spec.strategy} on {spec.nproc} rank(s), "
+             f"{spec.device}, {spec.dtype}, batch {spec.batch_size} x {spec.seq_len}; peak at {prediction.phase}")
+    table = Table(title=title, header_style="bold")
+    table.add_column("per rank")
+    table.add_column("GiB", justify="right")
+    for name, value in prediction.breakdown.items():
+        table.add_row(name, f"{value / GIB:,.2f}")
+    table.add_row("peak (allocator)", f"{prediction.peak_bytes / GIB:,.2f}")
+    table.add_row("device total", f"{prediction.device_bytes / GIB:,.2f}")
+    if prediction.host_bytes:
+        table.add_row("offloaded to host", f"{prediction.host_bytes / GIB:,.2f}")
+    console().print(table)
+    print_fits(out)
+    if "max_batch" in out:
+        print(f"largest micro-batch that fits: {out['max_batch']}")
+    if "inference_bytes" in out:
+        print(f"load only (inference weights + context): {out['inference_bytes'] / GIB:,.2f} GiB")
+    naive = ", ".join(f"{k} {v:,.2f}" for k, v in source_arithmetic(cfg).items())
+    print(f"rule of thumb for {cfg.param_count():,} params (GiB): {naive}")
+
+
+def print_fits(out: dict[str, Any]) -> None:
+    fits = out.get("fits")
+    if fits:
+        verdict = "fits" if fits["fits"] else "does not fit"
+        print(f"{verdict} on {fits['device']} ({fits['capacity_bytes'] / GIB:,.2f} GiB): "
+              f"{fits['free_bytes'] / GIB:+,.2f} GiB left")
+
+
+def print_simulation(spec: RunSpec, sim: Simulation, out: dict[str, Any]) -> None:
+    title = (f"{spec.model}, {spec.strategy} on {spec.nproc} rank(s) (rank 0 simulated), {spec.device}, "
+             f"{spec.dtype}, batch {spec.batch_size} x {spec.seq_len}")
+    table = Table(title=title, header_style="bold")
+    table.add_column("per rank at the peak")
+    table.add_column("GiB", justify="right")
+    for name, value in sim.breakdown.items():
+        table.add_row(name, f"{value / GIB:,.3f}")
+    table.add_row("peak (allocator)", f"{sim.peak_bytes / GIB:,.3f}")
+    table.add_row("device total", f"{sim.device_bytes / GIB:,.3f}")
+    console().print(table)
+    print_fits(out)
+    print(f"simulated in {sim.seconds:.1f} s, {sim.rss_peak_bytes / MIB:,.0f} MiB RSS")

@@ -1,0 +1,56 @@
+"""Sweeps: a list of RunSpecs (a preset, run/presets.py) validated up front, then launched one by one into the
+store; a run that fails is a record, and the sweep goes on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from harness.core.errors import Unsupported
+from harness.core.record import FOLLOWER, Record
+from harness.core.spec import RunSpec
+from harness.run import store
+from harness.run.launch import launch
+from harness.run.nodes import Rendezvous
+from harness.run.records import failed_record
+from harness.run.validate import validate
+
+
+def validate_all(specs: list[RunSpec]) -> list[RunSpec | Record]:
+    """Validate every spec before launching any: SpecError propagates (bad input), Unsupported becomes a
+    record with status `unsupported`."""
+    out: list[RunSpec | Record] = []
+    for spec in specs:
+        try:
+            out.append(validate(spec))
+        except Unsupported as why:
+            out.append(failed_record(spec, "unsupported", str(why)))
+    return out
+
+
+def run_sweep(specs: list[RunSpec], store_path: Path | None, show_progress: bool = True,
+              rdzv: Rendezvous | None = None, predict: bool = False, simulate: bool = False) -> list[Record]:
+    """Launch each valid spec in turn; on several hosts (`rdzv`) every host runs the same plan, the runs on
+    one host (`single`) on node 0 only, and only node 0 stores records.  `predict`/`simulate` add those
+    peaks to each record that ran (side_by_side.annotate)."""
+    from harness.run.annotate import annotate
+
+    follower = rdzv is not None and rdzv.node_rank > 0
+    planned = [(i, s) for i, s in enumerate(validate_all(specs))  # i: the run's rendezvous, the same everywhere
+               if not follower or (not isinstance(s, Record) and s.nnodes > 1)]
+    records: list[Record] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, disable=not show_progress, transient=True) as progress:
+        task = progress.add_task("sweep", total=len(planned))
+        for index, item in planned:
+            label = item.spec if isinstance(item, Record) else item
+            progress.update(task, description=f"{label.strategy} on {label.model} ({label.nproc} ranks)")
+            record = item if isinstance(item, Record) else launch(item, rdzv.with_run(index) if rdzv else None)
+            if record.status != "unsupported":
+                annotate(record, predict, simulate)
+            if store_path is not None and record.status != FOLLOWER:
+                store.append([record], store_path)
+            records.append(record)
+            progress.advance(task)
+    return records

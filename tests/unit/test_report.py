@@ -1,0 +1,95 @@
+"""`spacetime report`: newest record per case, Pareto front, PNG plots and an HTML page."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.core.record import Record
+from harness.core.spec import RunSpec
+from harness.report.cases import latest
+from harness.report.html_report import write_report
+from harness.report.plots import pareto_front
+from harness.run import store
+from harness.run.records import environment
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _record(strategy: str, peak: int, tokens: float, nproc: int = 2) -> Record:
+    return Record(spec=RunSpec(strategy=strategy, nproc=nproc), status="ok", world_size=nproc, mesh_tp=1,
+                  mesh_dp_shard=nproc, mesh_dp_replicate=1, global_batch=8, peak_bytes=peak,
+                  peak_bytes_per_rank=[peak - r for r in range(nproc)], step_s_p50=1.0, step_s_p10=0.9,
+                  step_s_p90=1.1, tokens_per_s=tokens, loss=7.0, env=environment({}))
+
+
+def test_pareto_front_keeps_only_undominated_points() -> None:
+    points = [(100.0, 1000.0), (60.0, 700.0), (70.0, 650.0), (90.0, 1000.0), (50.0, 500.0)]
+    assert pareto_front(points) == [4, 1, 3]  # (100, 1000) loses to (90, 1000); (70, 650) to (60, 700)
+
+
+def test_latest_keeps_the_newest_record_per_case() -> None:
+    old, new = _record("ddp", 10, 1.0).to_row(), _record("ddp", 20, 2.0).to_row()
+    old["utc_time"], new["utc_time"] = "2026-01-01T00:00:00+00:00", "2026-01-02T00:00:00+00:00"
+    other = _record("tp", 5, 1.0).to_row()
+    assert [r["peak_bytes"] for r in latest([new, old, other])] == [20, 5]
+
+
+def test_report_writes_plots_and_page(tmp_path: Path) -> None:
+    rows: list[dict[str, Any]] = [_record(s, p, t).to_row() for s, p, t in
+                                  [("ddp", 100 << 20, 1100.0), ("fsdp_full_shard", 65 << 20, 700.0),
+                                   ("tp", 57 << 20, 800.0)]]
+    rows.append(_record("single", 95 << 20, 1400.0, nproc=1).to_row())
+    paths = write_report(rows, tmp_path / "report")
+    assert [p.name for p in paths] == ["tradeoff.png", "rank_memory.png", "index.html"]
+    for png in paths[:2]:
+        assert png.read_bytes().startswith(PNG_MAGIC) and png.stat().st_size > 10_000
+    page = paths[2].read_text()
+    assert page.count("<tr>") == 1 + len(rows)  # header + one row per case
+    assert "fsdp_full_shard" in page and "tradeoff.png" in page and "rank_memory.png" in page
+
+
+def test_report_command_prints_tables_per_model(tmp_path: Path) -> None:
+    store.append([_record("ddp", 100 << 20, 1100.0)], tmp_path / "store")
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "report", "--store", str(tmp_path / "store"),
+                          "--out", str(tmp_path / "r")], capture_output=True, text=True, env=dict(os.environ),
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "tiny: newest record of each case" in out.stdout and (tmp_path / "r" / "index.html").exists()
+
+
+def test_cases_that_differ_in_knobs_stay_apart_and_say_which() -> None:
+    from harness.core.spec import RunSpec
+    from harness.report.cases import case_name, latest
+
+    base = {**RunSpec(strategy="ddp", nproc=2).__dict__, "status": "ok", "device_name": "cpu", "utc_time": "t"}
+    lora = {**base, "lora_rank": 8}
+    assert latest([base, lora]) == [base, lora]
+    assert (case_name(base), case_name(lora)) == ("ddp x2", "ddp x2 [lora r8 q,v]")
+
+
+def test_predicted_and_simulated_figures_show_beside_the_measured_one(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from harness.report.tables import records_table
+
+    rows = [_record("ddp", 100 << 20, 1100.0).to_row(), _record("tp", 50 << 20, 900.0).to_row()]
+    rows[0].update(predicted_peak_bytes=96 << 20, simulated_peak_bytes=100 << 20)
+    console = Console(width=250, record=True)
+    console.print(records_table(rows))
+    text = console.export_text()
+    assert "predicted MiB (error)" in text and "simulated MiB (error)" in text
+    assert "96.0 (-4.0%)" in text and "100.0 (+0.0%)" in text
+    paths = write_report(rows, tmp_path)
+    assert (tmp_path / "accuracy.png").read_bytes().startswith(PNG_MAGIC)
+    assert tmp_path / "accuracy.png" in paths
+    assert "accuracy.png" in (tmp_path / "index.html").read_text()
+    plain = [_record("ddp", 100 << 20, 1100.0).to_row()]  # no figures beside it: no extra columns, no plot
+    console = Console(width=250, record=True)
+    console.print(records_table(plain))
+    assert "predicted" not in console.export_text()
+    write_report(plain, tmp_path / "plain")
+    assert (tmp_path / "plain" / "tradeoff.png").exists() and not (tmp_path / "plain" / "accuracy.png").exists()
