@@ -4,7 +4,8 @@ its dist-info (never imported by spacetime itself).  Tests put this folder on sy
 - `plugin_ddp`: a third-party strategy that works (plain DDP written against the public interface);
 - `crash`, `hang`, `oom`: strategies that fail the ways real runs fail, to test that each becomes a record;
 - `planted`: DDP that also holds $SPACETIME_PLANTED_EXTRA x the model-state bytes (16 B/param) in an extra
-  buffer, a memory regression of known size for the regression gate's tests.
+  buffer, a memory regression of known size for the regression gate's tests;
+- `broken` (broken.py): a module that fails to import, as a plugin with a missing dependency does.
 """
 
 from __future__ import annotations
