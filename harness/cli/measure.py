@@ -61,6 +61,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 0
         record = annotate(launch(spec, rdzv), args.predict, args.simulate)
     except Unsupported as why:
+        if args.dry_run:  # a dry run stores nothing, whatever it finds
+            print(f"spacetime: unsupported: {why}", file=sys.stderr)
+            return 1
         record = failed_record(spec, "unsupported", str(why))
     if not args.no_store and record.status != FOLLOWER:
         store.append([record], args.store)

@@ -58,3 +58,9 @@ def test_zoo_lists_exact_counts() -> None:
     out = spacetime("zoo").stdout
     assert "6,738,415,616" in out and "8,030,261,248" in out and "7,000,559,616" in out
 
+
+def test_a_dry_run_of_an_unsupported_spec_says_why_and_stores_nothing(store_dir: Path, cli: Any) -> None:
+    code, err = cli(["run", "--strategy", "fsdp1_offload", "--nproc", "2", "--device", "cpu", "--dry-run",
+                     "--store", str(store_dir)])
+    assert code == 1 and err.startswith("spacetime: unsupported: fsdp1_offload on cpu: FSDP1's CPUOffload")
+    assert not store_dir.exists()
