@@ -102,9 +102,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(venv_params=VENV)
 def lint(session: nox.Session) -> None:
-    """ruff check and mypy (type check)."""
+    """ruff check, the import contract (no cycles, layers one way: ci/check-imports) and mypy (type check)."""
     _install(session, "dev")
     session.run("python", "-m", "ruff", "check", ".")
+    session.run("python", str(ROOT / "ci" / "check-imports"), str(ROOT))
     session.run("python", "-m", "mypy", "harness", "strategies", "benchmarks")
 
 
