@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from harness.core.errors import Unsupported
 from harness.models.checkpointing import apply_checkpointing
 from harness.models.llama import Block
 from harness.models.lora import add_adapters
@@ -60,8 +61,6 @@ class Accelerate(Strategy):
         return None if self.fsdp else MemoryProfile(grad_buckets=True)  # accelerate_ddp is DDP underneath
 
     def check(self, spec: RunSpec) -> None:
-        from harness.core.errors import Unsupported
-
         if importlib.util.find_spec("accelerate") is None:
             raise Unsupported(f"{self.name}: accelerate is not installed (pip install 'spacetime[accelerate]')")
 
@@ -94,8 +93,6 @@ class Accelerate(Strategy):
                                               sync_module_states=False)
 
     def _check_wrapper(self, wrapped: nn.Module, spec: RunSpec) -> None:
-        from harness.core.errors import Unsupported
-
         names = {cls.__name__ for cls in type(wrapped).__mro__}
         if not names & set(_wrapper_names(self.fsdp)):
             raise Unsupported(f"{self.name} on {spec.device}: Accelerator.prepare returned "

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from harness.core.errors import SpecError, Unsupported
 from harness.core.knobs import ALL_KNOBS, KNOBS, moved_knobs
 from harness.core.memory import MemoryProfile
 from harness.train.step import Batch, OptimizerFactory, loss_fn, make_step
@@ -61,8 +62,6 @@ class Strategy:
 
     def check_knobs(self, spec: RunSpec) -> None:
         """Raise Unsupported for a knob this strategy does not apply (before anything is launched)."""
-        from harness.core.errors import Unsupported
-
         for knob, value in moved_knobs(spec).items():
             reason = self.why_not.get(f"{knob}={value}")
             if knob not in self.knobs:
@@ -91,8 +90,6 @@ class Strategy:
 
 
 def require_world(spec: RunSpec, name: str, minimum: int = 1, multiple_of: int = 1) -> None:
-    from harness.core.errors import SpecError
-
     if spec.nproc < minimum or spec.nproc % multiple_of:
         valid = f"a multiple of {multiple_of} >= {minimum}" if multiple_of > 1 else f">= {minimum}"
         raise SpecError("nproc", f"{name} cannot use {spec.nproc} rank(s)", valid)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from harness.core.errors import Unsupported
 from harness.models.checkpointing import apply_checkpointing
 from harness.models.lora import add_adapters
 from harness.models.materialize import materialize
@@ -112,8 +113,6 @@ class DeepSpeedZero(Strategy):
         self.shards = ", ".join(parts) + moved
 
     def check(self, spec: RunSpec) -> None:
-        from harness.core.errors import Unsupported
-
         if importlib.util.find_spec("deepspeed") is None:
             raise Unsupported(f"{self.name}: deepspeed is not installed (pip install 'spacetime[deepspeed]')")
         if spec.dtype == "fp16" and spec.device == "cpu" and not _cpu_has_fp16():

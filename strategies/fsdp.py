@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from harness.core.errors import SpecError, Unsupported
 from harness.models.checkpointing import apply_checkpointing
 from harness.models.lora import add_adapters
 from harness.models.materialize import materialize
@@ -47,8 +48,6 @@ def hybrid_layout(spec: RunSpec) -> Layout:
 
 def check_hybrid(name: str, spec: RunSpec) -> None:
     """Hybrid sharding needs 2+ ranks, and the replica groups must divide them."""
-    from harness.core.errors import SpecError
-
     require_world(spec, name, minimum=2)
     replicate = hybrid_layout(spec).dp_replicate
     if replicate < 1 or spec.nproc % replicate:
@@ -58,8 +57,6 @@ def check_hybrid(name: str, spec: RunSpec) -> None:
 
 def check_dtensor_combinations(name: str, spec: RunSpec) -> None:
     """Knob combinations DTensor parameters cannot take (single knobs are in DTENSOR_LIMITS)."""
-    from harness.core.errors import Unsupported
-
     if spec.dtype == "bf16-pure" and spec.optimizer == "adamw8bit":
         raise Unsupported(f"{name} with --dtype bf16-pure --optimizer adamw8bit: torchao's AdamW8bit does not "
                           "compile for bf16 DTensor parameters (aten.view.dtype on OptimState8bit); use fp32 or "

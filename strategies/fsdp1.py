@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from harness.core.errors import Unsupported
 from harness.models.checkpointing import apply_checkpointing
 from harness.models.llama import Block
 from harness.models.lora import add_adapters
@@ -58,8 +59,6 @@ class FSDP1(Strategy):
             " (params in CPU memory)" if offload else "")
 
     def check(self, spec: RunSpec) -> None:
-        from harness.core.errors import Unsupported
-
         if self.offload and spec.device != "cuda":
             raise Unsupported(f"{self.name} on {spec.device}: FSDP1's CPUOffload pins host memory, which needs an "
                               "accelerator; fsdp_offload (FSDP2) runs on CPU")

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
+from harness.core.errors import SpecError
 from harness.models.checkpointing import apply_checkpointing
 from harness.models.lora import add_adapters
 from harness.models.materialize import materialize
@@ -34,8 +35,6 @@ class Single(Strategy):
 
     def check(self, spec: RunSpec) -> None:
         if spec.nproc != 1:
-            from harness.core.errors import SpecError
-
             raise SpecError("nproc", f"single runs on exactly one rank, got {spec.nproc}", "1")
         require_world(spec, self.name)
 

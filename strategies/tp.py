@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from harness.core.errors import SpecError, Unsupported
 from harness.models.checkpointing import apply_checkpointing
 from harness.models.materialize import materialize
 from harness.models.zoo import config_for
@@ -32,8 +33,6 @@ class TensorParallel(Strategy):
 
     def check_knobs(self, spec: RunSpec) -> None:
         if spec.dtype == "fp16" and not self.fsdp:
-            from harness.core.errors import Unsupported
-
             raise Unsupported(f"{self.name} with --dtype fp16: the gradient scaler's unscale kernel gets a mix of "
                               "Tensor and DTensor arguments under plain tensor parallelism (torch 2.13); use bf16, "
                               "or fsdp_tp")
@@ -62,8 +61,6 @@ class TensorParallel(Strategy):
         return Layout(dp_shard=max(spec.nproc // tp, 1), tp=tp)
 
     def check(self, spec: RunSpec) -> None:
-        from harness.core.errors import SpecError
-
         tp, cfg = self.degree(spec), config_for(spec)
         if not self.fsdp and tp != spec.nproc:
             raise SpecError("tp", f"tp uses every rank for tensor parallelism: --tp must equal --nproc "

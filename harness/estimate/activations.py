@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.core.knobs import lora_modules
 from harness.core.spec import RunSpec
 from harness.models.zoo import ModelConfig
 
@@ -74,8 +75,6 @@ def trained_weights(spec: RunSpec) -> tuple[frozenset[str], frozenset[str]]:
     """(block weights that get gradients, projections with LoRA adapters)."""
     if not spec.lora_rank:
         return frozenset(LINEARS) | {"norm"}, frozenset()
-    from harness.core.knobs import lora_modules
-
     return frozenset(), frozenset(lora_modules(spec.lora_targets))
 
 

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from harness.core.errors import SpecError, Unsupported
+from harness.core.memory import CUDA_CONTEXT_BYTES
 from harness.core.spec import RunSpec
 from harness.core.units import GB, GIB, MIB
 from harness.estimate.model_bytes import QUANT_BYTES, weight_bytes
@@ -73,8 +74,6 @@ def max_batch(spec: RunSpec, limit: int, ceiling: int = 1 << 20) -> int:
 def inference_bytes(spec: RunSpec) -> int:
     """Loading the weights for inference: at the 16-bit width under a 16-bit --dtype, quantized block
     weights under --quant, split by tensor parallelism; no KV cache, no activations, plus the context."""
-    from harness.core.memory import CUDA_CONTEXT_BYTES
-
     block_w, rest_w = weight_bytes(config_for(spec), spec)
     if spec.dtype in ("bf16", "fp16"):
         rest_w /= 2

@@ -3,6 +3,7 @@ the optimizer's state per parameter and tensor parallelism's whole embedding gra
 
 from __future__ import annotations
 
+from harness.core.knobs import lora_modules
 from harness.core.memory import MemoryProfile
 from harness.core.spec import RunSpec
 from harness.models.zoo import ModelConfig
@@ -27,8 +28,6 @@ def weight_bytes(cfg: ModelConfig, spec: RunSpec) -> tuple[float, float]:
 def lora_params(cfg: ModelConfig, spec: RunSpec) -> int:
     if spec.lora_rank == 0:
         return 0
-    from harness.core.knobs import lora_modules
-
     kv = cfg.n_kv_heads * cfg.head_dim
     shapes = {"wq": (cfg.dim, cfg.dim), "wk": (cfg.dim, kv), "wv": (cfg.dim, kv), "wo": (cfg.dim, cfg.dim),
               "w1": (cfg.dim, cfg.ffn_dim), "w3": (cfg.dim, cfg.ffn_dim), "w2": (cfg.ffn_dim, cfg.dim)}

@@ -16,8 +16,10 @@ from __future__ import annotations
 from harness.core.memory import MemoryProfile
 from harness.core.spec import RunSpec
 from harness.estimate.activations import Shapes, block_saved_bytes, head_bytes
+from harness.estimate.comm import Comm, fsdp_phases
 from harness.estimate.model_bytes import OPTIMIZER_STATE, embedding_grad, lora_params, train_width, weight_bytes
 from harness.estimate.phases import Prediction, largest_phase
+from harness.estimate.zero import predict_zero
 from harness.models.zoo import ModelConfig, config_for
 
 
@@ -40,8 +42,6 @@ def _state(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile) -> dict[str, fl
 def predict(spec: RunSpec, profile: MemoryProfile, device: str = "cuda") -> Prediction:
     """The per-rank peak of `spec` under `profile`; `device` decides the context (and the offload pool)."""
     if profile.zero:
-        from harness.estimate.zero import predict_zero
-
         return predict_zero(spec, profile, device)
     cfg = config_for(spec)
     state = _state(cfg, spec, profile)
@@ -68,7 +68,6 @@ def _phases(cfg: ModelConfig, spec: RunSpec, profile: MemoryProfile, device: str
     shapes = Shapes.of(cfg, spec, profile.tp, casts_params=profile.casts_params, flat=profile.flat)
     blocks = block_saved_bytes(shapes, spec)  # every block's saved tensors, checkpointing applied
     head = head_bytes(shapes, spec)
-    from harness.estimate.comm import Comm, fsdp_phases
 
     comm = Comm(cfg, spec, profile, state)
     acts = blocks.total + head.forward

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from harness.models.lora import _lora_config, freeze_base
-from harness.models.materialize import canonical_name, is_adapter
+from harness.models.materialize import canonical_name, init_value, is_adapter
 
 if TYPE_CHECKING:
     from harness.core.spec import RunSpec
@@ -20,8 +20,6 @@ def quantize_and_adapt(model: nn.Module, spec: RunSpec, device: torch.device) ->
     if spec.quant == "none":
         return model
     from peft import inject_adapter_in_model
-
-    from harness.models.materialize import init_value
 
     for block in model.layers:  # type: ignore[union-attr]
         for name, child in list(block.named_modules()):

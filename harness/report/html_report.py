@@ -8,6 +8,7 @@ from typing import Any
 
 from harness.core.knobs import knob_label
 from harness.core.units import MIB
+from harness.report.accuracy_plot import has_figures, plot_accuracy
 from harness.report.cases import by_model
 from harness.report.plots import plot_rank_memory, plot_tradeoff
 
@@ -55,8 +56,6 @@ def write_html(rows: list[dict[str, Any]], out: Path, images: list[Path]) -> Pat
 def write_report(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     """tradeoff.png, rank_memory.png and index.html in `out`; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
-    from harness.report.accuracy_plot import has_figures, plot_accuracy
-
     images = [plot_tradeoff(rows, out / "tradeoff.png"), plot_rank_memory(rows, out / "rank_memory.png")]
     if has_figures(rows):
         images.append(plot_accuracy(rows, out / "accuracy.png"))

@@ -11,6 +11,7 @@ from rich.table import Table
 from harness.core.knobs import knob_label
 from harness.core.units import MIB
 from harness.report.console import console
+from harness.run.annotate import ERROR_COLUMNS, relative_error
 
 _STATUS_STYLE = {"ok": "green", "unsupported": "yellow"}
 
@@ -36,8 +37,6 @@ def _layout(row: dict[str, Any]) -> str:
 
 def _beside(row: dict[str, Any], kind: str) -> str:
     """A predicted or simulated peak in MiB with its error against the measured one."""
-    from harness.run.annotate import ERROR_COLUMNS, relative_error
-
     value = row.get(ERROR_COLUMNS[kind])
     if value is None:
         return "-"

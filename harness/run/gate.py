@@ -19,6 +19,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from harness.core.errors import SpecError
+from harness.core.spec import RunSpec
+
 # Spec fields that do not change what a run measures, so records that differ only in these still match.
 _NOT_KEY = {"timeout_s", "steps", "warmup", "memory_steps"}
 MEMORY_FIGURES = ("peak_bytes", "reserved_peak_bytes")
@@ -46,15 +49,11 @@ class Change:
 
 
 def case_key(row: dict[str, Any]) -> tuple[Any, ...]:
-    from harness.core.spec import RunSpec
-
     return tuple(row.get(n) for n in RunSpec.__dataclass_fields__ if n not in _NOT_KEY) + (row.get("device_name"),)
 
 
 def case_label(row: dict[str, Any]) -> str:
     """Short name of a case: model, strategy, ranks, shape, then any other field off its default."""
-    from harness.core.spec import RunSpec
-
     default = RunSpec()
     shown = {"model", "strategy", "nproc", "batch_size", "seq_len", "device"} | _NOT_KEY
     extra = [f"{n}={row.get(n)}" for n in RunSpec.__dataclass_fields__
@@ -78,8 +77,6 @@ def resolve(ref: str, known: list[str]) -> str:
         return ref
     matches = [c for c in known if c.startswith(ref)]
     if len(matches) != 1:
-        from harness.core.errors import SpecError
-
         found = "none" if not matches else f"{len(matches)}: " + ", ".join(matches)
         raise SpecError("baseline", f"{ref!r} matches {found} of the stored commits", ", ".join(known))
     return matches[0]
@@ -136,8 +133,6 @@ def compare(rows: list[dict[str, Any]], baseline: str | None = None, candidate: 
             time_floor: float = TIME_REL_FLOOR) -> tuple[str, str, list[Change]]:
     """Compare the candidate commit's records (default: the newest commit) with the baseline's (default:
     the commit stored before it).  Returns (baseline, candidate, changes)."""
-    from harness.core.errors import SpecError
-
     known = commits(rows)
     if not known:
         raise SpecError("store", "holds no records to compare")

@@ -13,6 +13,7 @@ from harness.core.record import Record
 from harness.core.spec import RunSpec
 from harness.models.zoo import config_for
 from harness.train.measure import device_name, peak_flops, percentile
+from strategies import get_strategy
 
 
 def _max(values: list[Any]) -> Any:
@@ -60,8 +61,6 @@ def failed_record(spec: RunSpec, status: str, error: str, wall_s: float | None =
 
 def _planned_global_batch(spec: RunSpec) -> int | None:
     """The global batch the run was planned with (the strategy's data-parallel degree), if it has one."""
-    from strategies import get_strategy
-
     try:
         return spec.batch_size * spec.grad_accum * get_strategy(spec.strategy).layout(spec).dp
     except Exception:  # an unknown strategy or a layout the spec cannot have: leave it blank

@@ -11,6 +11,7 @@ from harness.core.errors import Unsupported
 from harness.core.record import FOLLOWER, Record
 from harness.core.spec import RunSpec
 from harness.run import store
+from harness.run.annotate import annotate
 from harness.run.launch import launch
 from harness.run.nodes import Rendezvous
 from harness.run.records import failed_record
@@ -33,9 +34,7 @@ def run_sweep(specs: list[RunSpec], store_path: Path | None, show_progress: bool
               rdzv: Rendezvous | None = None, predict: bool = False, simulate: bool = False) -> list[Record]:
     """Launch each valid spec in turn; on several hosts (`rdzv`) every host runs the same plan, the runs on
     one host (`single`) on node 0 only, and only node 0 stores records.  `predict`/`simulate` add those
-    peaks to each record that ran (side_by_side.annotate)."""
-    from harness.run.annotate import annotate
-
+    peaks to each record that ran (annotate.py)."""
     follower = rdzv is not None and rdzv.node_rank > 0
     planned = [(i, s) for i, s in enumerate(validate_all(specs))  # i: the run's rendezvous, the same everywhere
                if not follower or (not isinstance(s, Record) and s.nnodes > 1)]

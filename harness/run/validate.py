@@ -4,21 +4,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from harness.core import knobs
 from harness.core.errors import SpecError
 from harness.core.spec import DEVICES, RunSpec
-from harness.models.zoo import ModelConfig
+from harness.models.hf_config import checked
+from harness.models.zoo import ZOO, ModelConfig
+from strategies import get_strategy, strategy_names
 
 
 def validate(spec: RunSpec, measure: bool = True) -> RunSpec:
     """Check every field; return the spec with `device` resolved. Raises SpecError or Unsupported.
     `measure=False` (estimate, simulate): any zoo shape, and `device` names the target, not this host."""
-    from harness.models.zoo import ZOO
-    from strategies import get_strategy, strategy_names
-
     runnable = ", ".join(n for n, c in ZOO.items() if c.measurable or not measure)
     if spec.model_config:
-        from harness.models.hf_config import checked
-
         if checked(ModelConfig.from_json(spec.model_config)).name != spec.model:
             raise SpecError("model", f"{spec.model!r} is not the name of the custom model config")
     elif spec.model not in ZOO:
@@ -34,8 +32,6 @@ def validate(spec: RunSpec, measure: bool = True) -> RunSpec:
         raise SpecError("warmup", "must be >= 1 so optimizer state exists before memory is measured")
     if not spec.lr > 0:
         raise SpecError("lr", f"must be > 0, got {spec.lr}")
-    from harness.core import knobs
-
     knobs.validate(spec)
     if spec.nproc % spec.nnodes:
         raise SpecError("nnodes", f"{spec.nnodes} hosts cannot split {spec.nproc} ranks evenly",

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from harness.core.host import cpu_model
+from harness.train.cpu_allocator import counting_allocator
 
 # Dense peak FLOP/s by (device-name fragment, dtype), from vendor datasheets (no sparsity).  Only devices
 # listed here get an MFU; anything else records null rather than a guessed figure.
@@ -93,14 +94,10 @@ class CpuMemoryProbe:
         self._peak: int | None = None
 
     def start(self) -> None:
-        from harness.train.cpu_allocator import counting_allocator
-
         counting_allocator().install()
 
     @contextmanager
     def window(self) -> Iterator[None]:
-        from harness.train.cpu_allocator import counting_allocator
-
         counter = counting_allocator()
         counter.reset_peak()
         yield

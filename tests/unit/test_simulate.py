@@ -88,7 +88,7 @@ def test_leaves_no_process_group_or_patch_behind() -> None:
 
 @pytest.mark.parametrize("strategy", ["fsdp_full_shard", "fsdp_tp"])
 def test_sharding_propagation_speedups_change_no_figure(strategy: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The foreach shortcuts in DTensor's propagation (sim_dtensor.dtensor_propagation) against torch's own
+    """The foreach shortcuts in DTensor's propagation (dtensor.dtensor_propagation) against torch's own
     code, on the CUDA target, where AdamW runs foreach over DTensors; fsdp_tp's 2-D mesh gives its parameters
     _StridedShard placements, the case whose flag the shortcut reconciles."""
     import functools
@@ -130,7 +130,7 @@ def test_fake_storages_get_addresses_as_real_ones_have() -> None:
 ], ids=["single", "ddp", "fsdp_hybrid_shard", "fsdp_tp"])
 def test_quick_cache_keys_change_no_figure_and_no_cache_decision(spec: RunSpec,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """sim_fake's cheaper dispatch-cache key against torch's own, on both targets: the same figures, and the
+    """fake_mode's cheaper dispatch-cache key against torch's own, on both targets: the same figures, and the
     same cache hits, misses and bypasses (the key splits ops into the same classes)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -151,7 +151,7 @@ def test_quick_cache_keys_change_no_figure_and_no_cache_decision(spec: RunSpec,
 @pytest.mark.parametrize("flags", [[None], [False], [True], [False, True], [True, False, False], [None, True],
                                    [False, None], [True, None, True], []])
 def test_strided_verdict_reconciles_as_torchs_loop_over_all_arguments(flags: list[bool | None]) -> None:
-    """sim_dtensor's once-per-op verdict against torch's own reconciliation (which reads every argument),
+    """dtensor.py's once-per-op verdict against torch's own reconciliation (which reads every argument),
     on an op whose arguments carry these _StridedShard flags beside a plain Shard(0) argument."""
     from types import SimpleNamespace
 
