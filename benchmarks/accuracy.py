@@ -1,6 +1,7 @@
 """Build `benchmarks/results/accuracy-cpu.json` from stores holding `spacetime sweep --preset accuracy` runs:
 every measured case with its per-rank peaks over all repeats, and the predicted and simulated peaks of the
-same spec, computed here.  tests/accuracy/test_accuracy.py holds them to 5% and 1%.
+same spec, computed here.  tests/accuracy/test_accuracy.py holds them to 5% and 1%; `--table` prints the
+summary docs/accuracy.md shows.
 
     spacetime sweep --preset accuracy --store A            # the matrix (tiny and 125m)
     spacetime sweep --preset accuracy --models tiny --store B   # tiny again: a second sample per case
@@ -12,6 +13,7 @@ same spec, computed here.  tests/accuracy/test_accuracy.py holds them to 5% and 
                                           # some with --grad-accum 2
     python -m benchmarks.accuracy A B C D E                # -> benchmarks/results/accuracy-cpu.json
     python -m benchmarks.accuracy --reuse-simulated A B C D E  # keep the file's simulated figures (same code)
+    python -m benchmarks.accuracy --table                  # the summary table, from the file
 
 The reference of a case is the smallest per-rank peak over its ranks and repeats.  Every rank of these
 layouts runs the same shapes, so each is a sample of one program's peak; they differ only when gloo's worker
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -77,7 +80,53 @@ def add_figures(case: dict[str, Any], simulated: int | None = None) -> None:
     case["simulated_bytes"] = simulated if simulated is not None else simulate(spec, "cpu").peak_bytes
 
 
+GROUPS = (("predicted", "core strategies", 0.05), ("predicted", "DeepSpeed ZeRO", 0.05), ("predicted", "FSDP1", 0.05),
+          ("simulated", "core strategies", 0.01), ("simulated", "FSDP1", 0.01))
+
+
+def _family(strategy: str) -> str:
+    return "DeepSpeed ZeRO" if strategy.startswith("zero") else "FSDP1" if strategy.startswith("fsdp1") else (
+        "core strategies")
+
+
+def _label(spec: dict[str, Any]) -> str:
+    knobs = [spec["dtype"]] + (["checkpointing"] if spec["activation_checkpointing"] != "off" else []) + (
+        ["LoRA"] if spec["lora_rank"] else []) + ([f"accum {spec['grad_accum']}"] if spec.get("grad_accum") else [])
+    return f"{spec['model']} {spec['strategy']} " + " + ".join(knobs)
+
+
+def summary_table(cases: dict[str, dict[str, Any]]) -> str:
+    """The accuracy table docs/accuracy.md shows, from the recorded cases: predictions made now (the model as
+    it is), simulations as recorded (tests re-run a sample)."""
+    from harness.core.record import Record
+    from harness.core.spec import RunSpec
+    from harness.run.annotate import predicted_peak
+
+    lines = ["| | cases | median error | within bound | worst |", "|---|---:|---:|---:|---|"]
+    for kind, family, bound in GROUPS:
+        errors = []
+        for case in cases.values():
+            spec = case["spec"]
+            if _family(spec["strategy"]) != family:
+                continue
+            if kind == "predicted":
+                figure = predicted_peak(Record(validate(RunSpec(**spec, device="cpu"), measure=False), "ok"))
+            else:
+                figure = case["simulated_bytes"]
+            if figure is not None:
+                errors.append((figure / case["reference_bytes"] - 1, _label(spec)))
+        worst = max(errors, key=lambda e: abs(e[0]))
+        median = statistics.median(abs(e) for e, _ in errors)
+        within = sum(abs(e) <= bound for e, _ in errors)
+        lines.append(f"| {kind}, {family} (bound {bound:.0%}) | {len(errors)} | {median:.2%} | "
+                     f"{within} of {len(errors)} | {worst[0]:+.2%} {worst[1]} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
+    if argv == ["--table"]:
+        print(summary_table(json.loads(OUT.read_text())["cases"]))
+        return 0
     reuse = "--reuse-simulated" in argv
     cases = gather([Path(a) for a in argv if a != "--reuse-simulated"])
     old = json.loads(OUT.read_text())["cases"] if reuse and OUT.exists() else {}

@@ -103,3 +103,10 @@ def test_simulation_still_gives_the_recorded_figure(name: str) -> None:
 
     assert simulate(spec_of(name), "cpu").peak_bytes == CASES[name]["simulated_bytes"]
 
+
+def test_the_docs_show_the_table_these_cases_give() -> None:
+    """docs/accuracy.md shows `python -m benchmarks.accuracy --table`: one source for its figures."""
+    from benchmarks.accuracy import summary_table
+
+    page = (RESULTS.parents[2] / "docs" / "accuracy.md").read_text()
+    assert summary_table(CASES) in page
