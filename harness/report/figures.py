@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
+from harness.core.memory import PeakFigures
 from harness.core.spec import RunSpec
 from harness.core.units import GIB, MIB
 from harness.estimate.phases import Prediction
@@ -15,17 +16,23 @@ from harness.report.console import console
 from harness.simulate.runner import Simulation
 
 
+def breakdown_table(title: str, heading: str, figures: PeakFigures, digits: int) -> Table:
+    """A per-rank breakdown in GiB, then the allocator's peak and the device total (the CUDA context added)."""
+    table = Table(title=title, header_style="bold")
+    table.add_column(heading)
+    table.add_column("GiB", justify="right")
+    rows = [*figures.breakdown.items(), ("peak (allocator)", figures.peak_bytes),
+            ("device total", figures.device_bytes)]
+    for name, value in rows:
+        table.add_row(name, f"{value / GIB:,.{digits}f}")
+    return table
+
+
 def print_estimate(spec: RunSpec, prediction: Prediction, out: dict[str, Any]) -> None:
     cfg = config_for(spec)
     title = (f"{spec.model} ({cfg.param_count():,} params), {spec.strategy} on {spec.nproc} rank(s), "
              f"{spec.device}, {spec.dtype}, batch {spec.batch_size} x {spec.seq_len}; peak at {prediction.phase}")
-    table = Table(title=title, header_style="bold")
-    table.add_column("per rank")
-    table.add_column("GiB", justify="right")
-    for name, value in prediction.breakdown.items():
-        table.add_row(name, f"{value / GIB:,.2f}")
-    table.add_row("peak (allocator)", f"{prediction.peak_bytes / GIB:,.2f}")
-    table.add_row("device total", f"{prediction.device_bytes / GIB:,.2f}")
+    table = breakdown_table(title, "per rank", prediction, digits=2)
     if prediction.host_bytes:
         table.add_row("offloaded to host", f"{prediction.host_bytes / GIB:,.2f}")
     console().print(table)
@@ -49,13 +56,6 @@ def print_fits(out: dict[str, Any]) -> None:
 def print_simulation(spec: RunSpec, sim: Simulation, out: dict[str, Any]) -> None:
     title = (f"{spec.model}, {spec.strategy} on {spec.nproc} rank(s) (rank 0 simulated), {spec.device}, "
              f"{spec.dtype}, batch {spec.batch_size} x {spec.seq_len}")
-    table = Table(title=title, header_style="bold")
-    table.add_column("per rank at the peak")
-    table.add_column("GiB", justify="right")
-    for name, value in sim.breakdown.items():
-        table.add_row(name, f"{value / GIB:,.3f}")
-    table.add_row("peak (allocator)", f"{sim.peak_bytes / GIB:,.3f}")
-    table.add_row("device total", f"{sim.device_bytes / GIB:,.3f}")
-    console().print(table)
+    console().print(breakdown_table(title, "per rank at the peak", sim, digits=3))
     print_fits(out)
     print(f"simulated in {sim.seconds:.1f} s, {sim.rss_peak_bytes / MIB:,.0f} MiB RSS")
