@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.units import MIB
-from harness.run.validate import validate
 
 OUT = Path(__file__).parent / "results" / "accuracy-cpu.json"
 SPEC_KEYS = ("model", "strategy", "nproc", "batch_size", "seq_len", "dtype", "activation_checkpointing",
@@ -67,6 +66,7 @@ def add_figures(case: dict[str, Any], simulated: int | None = None) -> None:
     from harness.core.record import Record
     from harness.core.spec import RunSpec
     from harness.run.annotate import predicted_peak
+    from harness.run.validate import validate
     from harness.simulate.runner import simulate
     from strategies import get_strategy
 
@@ -101,6 +101,7 @@ def summary_table(cases: dict[str, dict[str, Any]]) -> str:
     from harness.core.record import Record
     from harness.core.spec import RunSpec
     from harness.run.annotate import predicted_peak
+    from harness.run.validate import validate
 
     lines = ["| | cases | median error | within bound | worst |", "|---|---:|---:|---:|---|"]
     for kind, family, bound in GROUPS:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.run.validate import validate
-
 MODELS = ["125m", "1b", "7b", "8b", "13b", "70b"]
 STRATEGIES = ["single", "ddp", "fsdp_full_shard", "fsdp_tp"]
 
 
 def _spec(model: str, strategy: str = "fsdp_full_shard") -> Any:
     from harness.core.spec import RunSpec
+    from harness.run.validate import validate
 
     ranks = 1 if strategy == "single" else 8
     return validate(RunSpec(model=model, strategy=strategy, nproc=ranks, batch_size=1, seq_len=2048, dtype="bf16",

@@ -13,8 +13,6 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from harness.run.validate import validate
-
 PRESET_ENV = "SPACETIME_ASV_PRESET"
 
 
@@ -76,6 +74,7 @@ def measure_specs(specs: dict[str, Any]) -> dict[str, dict[str, Any]]:
     from harness.run import store
     from harness.run.launch import launch
     from harness.run.records import failed_record
+    from harness.run.validate import validate
 
     rows: dict[str, dict[str, Any]] = {}
     for label, spec in specs.items():
