@@ -14,10 +14,14 @@ import importlib
 from collections.abc import Callable
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.core.errors import Unsupported
-from strategies.base import Batch, Layout, OptimizerFactory, Prepared, Strategy, make_step
+from strategies import base
+from strategies.base import Layout, Prepared, Strategy
+
+if TYPE_CHECKING:
+    from strategies.base import Batch, OptimizerFactory, make_step
 
 __all__ = ["Batch", "Layout", "OptimizerFactory", "Prepared", "Strategy", "make_step", "register",
            "get_strategy", "list_strategies", "strategy_names", "ENTRY_POINT_GROUP", "BUILTINS"]
@@ -35,6 +39,14 @@ BUILTINS: dict[str, str] = {  # canonical order: listings, `--preset strategies`
     "accelerate_ddp": "strategies.accelerate", "accelerate_fsdp": "strategies.accelerate",
 }
 _REGISTRY: dict[str, Strategy] = {}
+
+
+def __getattr__(name: str) -> Any:
+    """The step helpers (`make_step`, `Batch`, `OptimizerFactory`) load torch: only when a plugin asks."""
+    if name in base.STEP_HELPERS:
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 S = TypeVar("S", bound=type[Strategy])
 

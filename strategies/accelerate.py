@@ -13,20 +13,16 @@ from __future__ import annotations
 import importlib.util
 from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
 from harness.core.errors import Unsupported
-from harness.models.checkpointing import apply_checkpointing
-from harness.models.llama import Block
-from harness.models.lora import add_adapters
-from harness.models.materialize import materialize
-from harness.train.step import loss_fn, over_micro_batches
 from strategies import register
-from strategies.base import ALL_KNOBS, Batch, MemoryProfile, OptimizerFactory, Prepared, Strategy
+from strategies.base import ALL_KNOBS, MemoryProfile, Prepared, Strategy
 
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
     from harness.core.spec import RunSpec
+    from harness.train.step import Batch, OptimizerFactory
     from harness.train.world import World
 
 ACCELERATE_LIMITS = {
@@ -68,6 +64,10 @@ class Accelerate(Strategy):
              spec: RunSpec) -> Prepared:
         from accelerate import Accelerator
 
+        from harness.models.checkpointing import apply_checkpointing
+        from harness.models.lora import add_adapters
+        from harness.models.materialize import materialize
+
         accelerator = Accelerator(mixed_precision=_PRECISION[spec.dtype], gradient_accumulation_steps=spec.grad_accum,
                                   cpu=not world.is_cuda, fsdp_plugin=self._plugin() if self.fsdp else None)
         model = add_adapters(model, spec)
@@ -88,6 +88,8 @@ class Accelerate(Strategy):
         from torch.distributed.fsdp import ShardingStrategy
         from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
+        from harness.models.llama import Block
+
         return FullyShardedDataParallelPlugin(sharding_strategy=ShardingStrategy.FULL_SHARD,
                                               auto_wrap_policy=ModuleWrapPolicy({Block}), use_orig_params=True,
                                               sync_module_states=False)
@@ -105,6 +107,8 @@ def _accelerate_step(accelerator: Any, model: nn.Module, optimizer: Any, spec: R
                      device: torch.device) -> Any:
     """accelerate's loop: `accumulate` skips gradient sync and the optimizer step until the last micro-batch
     (its optimizer wrapper steps only when gradients are synced); `backward` applies the loss scale."""
+    from harness.train.step import loss_fn, over_micro_batches
+
     accum = spec.grad_accum
 
     def micro(x: torch.Tensor, y: torch.Tensor, last: bool) -> torch.Tensor:

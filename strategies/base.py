@@ -1,4 +1,10 @@
-"""The strategy interface: check a spec before launch, wrap a meta model on each rank."""
+"""The strategy interface: check a spec before launch, wrap a meta model on each rank.
+
+Importing this module (or a strategy's) loads no torch: `spacetime estimate`, `strategies` and `zoo` need only
+a strategy's checks and memory profile.  torch, the model helpers and the step come in `wrap`, which runs on
+the ranks.  The step helpers re-exported here (`make_step`, `loss_fn`, `Batch`, `OptimizerFactory`) are
+loaded from harness/train/step.py when first asked for.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +12,31 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
 from harness.core.errors import SpecError, Unsupported
 from harness.core.knobs import ALL_KNOBS, KNOBS, moved_knobs
 from harness.core.memory import MemoryProfile
-from harness.train.step import Batch, OptimizerFactory, loss_fn, make_step
 
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
     from harness.core.spec import RunSpec
+    from harness.train.step import Batch, OptimizerFactory, loss_fn, make_step
     from harness.train.world import World
 
 __all__ = ["ALL_KNOBS", "Batch", "Layout", "MemoryProfile", "OptimizerFactory", "Prepared", "Strategy",
            "loss_fn", "make_step", "require_world"]
+STEP_HELPERS = ("Batch", "OptimizerFactory", "loss_fn", "make_step")  # from harness.train.step, on first use
+
+
+def __getattr__(name: str) -> Any:
+    """`make_step` and the other step helpers, imported (with torch) only when a strategy asks for them."""
+    if name in STEP_HELPERS:
+        from harness.train import step
+
+        return getattr(step, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 @dataclass(frozen=True)
 class Layout:

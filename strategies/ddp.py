@@ -5,18 +5,14 @@ from __future__ import annotations
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-
-from harness.models.checkpointing import apply_checkpointing
-from harness.models.lora import add_adapters
-from harness.models.materialize import materialize
-from harness.models.quantize import quantize_and_adapt
 from strategies import register
-from strategies.base import ALL_KNOBS, MemoryProfile, OptimizerFactory, Prepared, Strategy, make_step
+from strategies.base import ALL_KNOBS, MemoryProfile, Prepared, Strategy
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from harness.core.spec import RunSpec
+    from harness.train.step import OptimizerFactory
     from harness.train.world import World
 
 
@@ -30,6 +26,14 @@ class DDP(Strategy):
 
     def wrap(self, model: nn.Module, make_optimizer: OptimizerFactory, world: World,
              spec: RunSpec) -> Prepared:
+        from torch.nn.parallel import DistributedDataParallel
+
+        from harness.models.checkpointing import apply_checkpointing
+        from harness.models.lora import add_adapters
+        from harness.models.materialize import materialize
+        from harness.models.quantize import quantize_and_adapt
+        from harness.train.step import make_step
+
         model = add_adapters(model, spec)
         materialize(model, world.device, spec.seed)  # DDP needs real storage to broadcast and bucket
         model = quantize_and_adapt(model, spec, world.device)

@@ -17,20 +17,17 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
 from harness.core.errors import Unsupported
-from harness.models.checkpointing import apply_checkpointing
-from harness.models.lora import add_adapters
-from harness.models.materialize import materialize
 from harness.models.zoo import config_for
-from harness.train.step import loss_fn, over_micro_batches
 from strategies import register
-from strategies.base import ALL_KNOBS, Batch, MemoryProfile, OptimizerFactory, Prepared, Strategy
+from strategies.base import ALL_KNOBS, MemoryProfile, Prepared, Strategy
 
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
     from harness.core.spec import RunSpec
+    from harness.train.step import Batch, OptimizerFactory
     from harness.train.world import World
 
 ZERO_LIMITS = {
@@ -151,6 +148,10 @@ class DeepSpeedZero(Strategy):
              spec: RunSpec) -> Prepared:
         import deepspeed
 
+        from harness.models.checkpointing import apply_checkpointing
+        from harness.models.lora import add_adapters
+        from harness.models.materialize import materialize
+
         logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
         model = add_adapters(model, spec)
         materialize(model, world.device, spec.seed)  # every rank fills the same values; ZeRO keeps its part
@@ -164,6 +165,8 @@ class DeepSpeedZero(Strategy):
 
 def _cpu_has_fp16() -> bool:
     """DeepSpeed's own test for fp16 on its CPU accelerator."""
+    import torch
+
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
     except (AttributeError, RuntimeError):
@@ -181,6 +184,8 @@ def build_op(name: str) -> None:
 
 
 def _engine_step(engine: Any, spec: RunSpec, device: torch.device) -> Any:
+    from harness.train.step import loss_fn, over_micro_batches
+
     accum = spec.grad_accum
 
     def micro(x: torch.Tensor, y: torch.Tensor, last: bool) -> torch.Tensor:

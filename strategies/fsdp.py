@@ -7,25 +7,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
 from harness.core.errors import SpecError, Unsupported
-from harness.models.checkpointing import apply_checkpointing
-from harness.models.lora import add_adapters
-from harness.models.materialize import materialize
-from harness.train.step import AUTOCAST
 from strategies import register
-from strategies.base import (
-    ALL_KNOBS,
-    Layout,
-    MemoryProfile,
-    OptimizerFactory,
-    Prepared,
-    Strategy,
-    make_step,
-    require_world,
-)
+from strategies.base import ALL_KNOBS, Layout, MemoryProfile, Prepared, Strategy, require_world
 
 # What DTensor parameters (FSDP2, tensor parallel) cannot take, as measured with torch 2.13.
 DTENSOR_LIMITS = {
@@ -36,7 +20,10 @@ DTENSOR_LIMITS = {
 }
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from harness.core.spec import RunSpec
+    from harness.train.step import OptimizerFactory
     from harness.train.world import World
 
 
@@ -103,6 +90,13 @@ class FSDP(Strategy):
 
     def wrap(self, model: nn.Module, make_optimizer: OptimizerFactory, world: World,
              spec: RunSpec) -> Prepared:
+        import torch
+
+        from harness.models.checkpointing import apply_checkpointing
+        from harness.models.lora import add_adapters
+        from harness.models.materialize import materialize
+        from harness.train.step import make_step
+
         layout = self.layout(spec)
         if self.hybrid:
             mesh = world.mesh((layout.dp_replicate, layout.dp_shard), ("dp_replicate", "dp_shard"))
@@ -130,7 +124,10 @@ class FSDP(Strategy):
 def mixed_precision(spec: RunSpec) -> dict[str, Any]:
     """FSDP2's policy for --dtype bf16/fp16: gather and compute in 16 bits, reduce gradients in fp32, keep fp32
     sharded masters.  (bf16-pure parameters are bf16 already.)"""
+    import torch
     from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    from harness.train.step import AUTOCAST
 
     if spec.dtype not in AUTOCAST:
         return {}

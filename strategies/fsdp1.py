@@ -10,21 +10,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
 from harness.core.errors import Unsupported
-from harness.models.checkpointing import apply_checkpointing
-from harness.models.llama import Block
-from harness.models.lora import add_adapters
-from harness.models.materialize import materialize
-from harness.train.step import AUTOCAST
 from strategies import register
-from strategies.base import ALL_KNOBS, Layout, MemoryProfile, OptimizerFactory, Prepared, Strategy, make_step
+from strategies.base import ALL_KNOBS, Layout, MemoryProfile, Prepared, Strategy
 from strategies.fsdp import DTENSOR_LIMITS, check_hybrid, hybrid_layout
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from harness.core.spec import RunSpec
+    from harness.train.step import OptimizerFactory
     from harness.train.world import World
 
 FLAT_LIMITS = {
@@ -84,6 +79,11 @@ class FSDP1(Strategy):
              spec: RunSpec) -> Prepared:
         from torch.distributed.fsdp import FullyShardedDataParallel
 
+        from harness.models.checkpointing import apply_checkpointing
+        from harness.models.lora import add_adapters
+        from harness.models.materialize import materialize
+        from harness.train.step import make_step
+
         model = add_adapters(model, spec)
         materialize(model, world.device, spec.seed)
         apply_checkpointing(model, spec)
@@ -93,8 +93,12 @@ class FSDP1(Strategy):
         return Prepared(fsdp, optimizer, step)
 
     def fsdp_kwargs(self, world: World, spec: RunSpec) -> dict[str, Any]:
+        import torch
         from torch.distributed.fsdp import CPUOffload, MixedPrecision, ShardingStrategy
         from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+
+        from harness.models.llama import Block
+        from harness.train.step import AUTOCAST
 
         kwargs: dict[str, Any] = {
             "auto_wrap_policy": ModuleWrapPolicy({Block}), "use_orig_params": True,

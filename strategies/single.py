@@ -4,27 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from torch import nn
-
 from harness.core.errors import SpecError
-from harness.models.checkpointing import apply_checkpointing
-from harness.models.lora import add_adapters
-from harness.models.materialize import materialize
-from harness.models.quantize import quantize_and_adapt
 from strategies import register
-from strategies.base import (
-    ALL_KNOBS,
-    Layout,
-    MemoryProfile,
-    OptimizerFactory,
-    Prepared,
-    Strategy,
-    make_step,
-    require_world,
-)
+from strategies.base import ALL_KNOBS, Layout, MemoryProfile, Prepared, Strategy, require_world
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from harness.core.spec import RunSpec
+    from harness.train.step import OptimizerFactory
     from harness.train.world import World
 
 
@@ -46,6 +34,12 @@ class Single(Strategy):
 
     def wrap(self, model: nn.Module, make_optimizer: OptimizerFactory, world: World,
              spec: RunSpec) -> Prepared:
+        from harness.models.checkpointing import apply_checkpointing  # torch and the model: on the ranks only
+        from harness.models.lora import add_adapters
+        from harness.models.materialize import materialize
+        from harness.models.quantize import quantize_and_adapt
+        from harness.train.step import make_step
+
         model = add_adapters(model, spec)  # LoRA without quantization: on meta, before materializing
         materialize(model, world.device, spec.seed)
         model = quantize_and_adapt(model, spec, world.device)  # int8/NF4 base + LoRA

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
 from harness.core.errors import SpecError, Unsupported
-from harness.models.checkpointing import apply_checkpointing
-from harness.models.materialize import materialize
 from harness.models.zoo import config_for
 from strategies import register
-from strategies.base import ALL_KNOBS, Layout, MemoryProfile, OptimizerFactory, Prepared, Strategy, make_step
 from strategies.fsdp import DTENSOR_LIMITS, check_dtensor_combinations, mixed_precision, shard_model
+from strategies.base import ALL_KNOBS, Layout, MemoryProfile, Prepared, Strategy
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from harness.core.spec import RunSpec
+    from harness.train.step import OptimizerFactory
     from harness.train.world import World
 
 
@@ -77,6 +76,10 @@ class TensorParallel(Strategy):
 
     def wrap(self, model: nn.Module, make_optimizer: OptimizerFactory, world: World,
              spec: RunSpec) -> Prepared:
+        from harness.models.checkpointing import apply_checkpointing
+        from harness.models.materialize import materialize
+        from harness.train.step import make_step
+
         layout = self.layout(spec)
         if self.fsdp:
             mesh = world.mesh((layout.dp_shard, layout.tp), ("dp", "tp"))
