@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.cli.flags import add_fit_flags, spec_fields, spec_flags
 from harness.core.errors import SpecError, Unsupported
@@ -17,7 +17,9 @@ from harness.estimate.phases import Prediction
 from harness.estimate.predict import predict
 from harness.report.figures import print_estimate, print_simulation
 from harness.run.validate import validate
-from harness.simulate.runner import Simulation, simulate
+
+if TYPE_CHECKING:
+    from harness.simulate.runner import Simulation
 
 Compute = Callable[[RunSpec, argparse.Namespace], tuple[Any, dict[str, Any]]]
 Show = Callable[[RunSpec, Any, dict[str, Any]], None]
@@ -50,6 +52,8 @@ def estimate_figures(spec: RunSpec, args: argparse.Namespace) -> tuple[Predictio
 
 
 def simulate_figures(spec: RunSpec, args: argparse.Namespace) -> tuple[Simulation, dict[str, Any]]:
+    from harness.simulate.runner import simulate  # torch: imported only when simulate runs
+
     limit = memory_limit(args.gpu, args.gpu_memory)  # bad input is reported before anything runs
     sim = simulate(spec, spec.device)
     out = sim.to_json()

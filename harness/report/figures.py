@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
@@ -13,7 +13,9 @@ from harness.estimate.phases import Prediction
 from harness.estimate.rules_of_thumb import source_arithmetic
 from harness.models.zoo import config_for
 from harness.report.console import console
-from harness.simulate.runner import Simulation
+
+if TYPE_CHECKING:
+    from harness.simulate.runner import Simulation
 
 
 def breakdown_table(title: str, heading: str, figures: PeakFigures, digits: int) -> Table:
