@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from harness.core.errors import SpecError, Unsupported
 from harness.models.zoo import config_for
 from strategies import register
-from strategies.fsdp import DTENSOR_LIMITS, check_dtensor_combinations, mixed_precision, shard_model
 from strategies.base import ALL_KNOBS, Layout, MemoryProfile, Prepared, Strategy
+from strategies.fsdp import DTENSOR_LIMITS, check_dtensor_combinations, mixed_precision, shard_model
 
 if TYPE_CHECKING:
     from torch import nn

@@ -5,18 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rich.table import Table
-
 from harness.core.spec import RunSpec
+from harness.report.columns import compact_table
 from harness.report.console import console
 
 
 def cmd_strategies(_: argparse.Namespace) -> int:
     from strategies import list_strategies
 
-    table = Table(header_style="bold")
+    table = compact_table()
     for col in ("strategy", "what it does", "shards / offloads", "estimate", "simulate"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "strategy")
     for s in list_strategies():
         table.add_row(s.name, s.description, s.shards, "yes" if has_memory_model(s) else "no",
                       "no" if s.simulate_why_not else "yes")
@@ -35,9 +34,9 @@ def has_memory_model(strategy: Any) -> bool:
 def cmd_zoo(_: argparse.Namespace) -> int:
     from harness.models.zoo import ZOO
 
-    table = Table(header_style="bold")
+    table = compact_table()
     for col in ("model", "params", "dim", "layers", "heads", "kv heads", "ffn", "vocab", "tied", "measure"):
-        table.add_column(col, justify="left" if col == "model" else "right")
+        table.add_column(col, justify="left" if col in ("model", "measure") else "right", no_wrap=col != "measure")
     for c in ZOO.values():
         table.add_row(c.name, f"{c.param_count():,}", str(c.dim), str(c.n_layers), str(c.n_heads),
                       str(c.n_kv_heads), str(c.ffn_dim), f"{c.vocab_size:,}", "yes" if c.tie_embeddings else "no",

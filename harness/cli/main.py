@@ -13,6 +13,7 @@ from typing import NoReturn
 
 from harness.cli import figures, listings, measure, results
 from harness.cli.flags import float_arg, int_arg
+from harness.cli.output_flags import add_output_flags
 from harness.core.errors import SpecError
 
 EXIT_BAD_INPUT = 2
@@ -44,11 +45,13 @@ def _add_result_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignor
     show.add_argument("--status")
     show.add_argument("--last", type=int_arg, default=None, help="only the newest N")
     show.add_argument("--store", type=Path, default=None)
+    add_output_flags(show)
     report = sub.add_parser("report", help="newest record of each case: tables per model, plots, HTML page")
     report.add_argument("--model")
     report.add_argument("--strategy")
     report.add_argument("--out", type=Path, default=Path("spacetime-report"), help="folder for PNGs and HTML")
     report.add_argument("--store", type=Path, default=None)
+    add_output_flags(report)
     compare = sub.add_parser("compare", help="regression gate: a commit's records against a baseline commit's")
     compare.add_argument("--baseline", help="commit (prefix) to compare against; default: the one stored "
                          "before the candidate")
@@ -56,6 +59,7 @@ def _add_result_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignor
     compare.add_argument("--time-tolerance", type=float_arg, default=0.10,
                          help="smallest relative slowdown that counts (the records' spread can widen it)")
     compare.add_argument("--store", type=Path, default=None)
+    add_output_flags(compare)
 
 
 COMMANDS = {"run": measure.cmd_run, "sweep": measure.cmd_sweep, "estimate": figures.cmd_estimate,

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from harness.cli.flags import int_arg, rendezvous_from, spec_fields, spec_flags
+from harness.cli.output_flags import add_output_flags
 from harness.core.errors import SpecError, Unsupported
 from harness.core.spec import RunSpec
 
@@ -17,6 +18,7 @@ def add_parsers(sub: Any) -> None:
     spec_flags(run, sweep=False)
     run.add_argument("--json", action="store_true", help="print the record as one JSON line, last on stdout")
     _add_side_by_side_flags(run)
+    add_output_flags(run)
     run.add_argument("--dry-run", action="store_true", help="validate and print the spec and the framework's "
                      "config (DeepSpeed's JSON) without launching")
     sweep = sub.add_parser("sweep", help="measure a preset matrix of specs")
@@ -32,6 +34,7 @@ def add_parsers(sub: Any) -> None:
                        "substitutions it makes on this machine (16-bit rows on a CPU without fast bf16)")
     sweep.add_argument("--fail-on-error", action="store_true", help="exit 1 if any run is not ok")
     _add_side_by_side_flags(sweep)
+    add_output_flags(sweep)
     spec_flags(sweep, sweep=True)
 
 
@@ -70,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(record.to_row()))
     else:
-        print_records([record.to_row()])
+        print_records([record.to_row()], fmt=args.format, wide=args.wide)
     return 0 if record.status in ("ok", FOLLOWER) else 1
 
 
@@ -112,11 +115,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     records = run_sweep(specs, store_path, show_progress=sys.stderr.isatty(), rdzv=rendezvous_from(args),
                         predict=args.predict, simulate=args.simulate)
     rows = [r.to_row() for r in records]
-    print_records(rows, title=f"spacetime sweep --preset {args.preset}")
+    print_records(rows, title=f"spacetime sweep --preset {args.preset}", fmt=args.format, wide=args.wide)
     extra = TABLES.get(PRESETS[args.preset].table)
-    if extra:
-        console().print(extra(rows[: len(rows) // args.repeat]))
+    if extra and args.format == "table":
+        console().print(extra(rows[: len(rows) // args.repeat], wide=args.wide))
     ok = sum(r["status"] == "ok" for r in rows)
     where = f" -> {store_path}" if store_path else ""
-    print(f"{ok}/{len(rows)} ok{where}")
+    print(f"{ok}/{len(rows)} ok{where}", file=sys.stdout if args.format == "table" else sys.stderr)
     return 1 if args.fail_on_error and ok < len(rows) else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from harness.report.console import console
 
@@ -17,7 +18,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no records in {args.store or store.default_store()} match")
         return 0
-    print_records(rows, title=f"{len(rows)} record(s)")
+    print_records(rows, title=f"{len(rows)} record(s)", fmt=args.format, wide=args.wide)
     return 0
 
 
@@ -32,23 +33,27 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"no records in {args.store or store.default_store()} match")
         return 0
     out = console()
-    for model, group in by_model(rows).items():
-        print_records(group, title=f"{model}: newest record of each case", out=out)
+    if args.format == "table":
+        for model, group in by_model(rows).items():
+            print_records(group, title=f"{model}: newest record of each case", out=out, wide=args.wide)
+    else:  # every model's records in one document; what was written goes to stderr
+        print_records(rows, fmt=args.format)
     for path in write_report(rows, args.out):
-        print(f"wrote {path}")
+        print(f"wrote {path}", file=sys.stdout if args.format == "table" else sys.stderr)
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Exit 1 when any figure regressed or a run that passed at the baseline failed."""
-    from harness.report.gate_table import changes_table
+    from harness.report.gate_table import print_changes
     from harness.run import store
     from harness.run.gate import compare, regressed
 
     base, cand, changes = compare(store.rows(args.store), args.baseline, args.candidate, args.time_tolerance)
-    console().print(changes_table(changes, base, cand))
+    print_changes(changes, base, cand, fmt=args.format, wide=args.wide)
     verdicts = [c.verdict for c in changes]
     summary = ", ".join(f"{verdicts.count(v)} {v}" for v in dict.fromkeys(verdicts))
     bad = regressed(changes)
-    print(f"{'REGRESSION' if bad else 'ok'}: {summary or 'no cases in common'}")
+    print(f"{'REGRESSION' if bad else 'ok'}: {summary or 'no cases in common'}",
+          file=sys.stdout if args.format == "table" else sys.stderr)
     return 1 if bad else 0

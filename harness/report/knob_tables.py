@@ -1,14 +1,13 @@
-"""Tables of the knob presets: `levers` (what each lever saves and costs, row to row) and `lora-ranks`
-(peak memory with the LoRA rank across and the batch size down)."""
+"""Tables of the knob presets, fitted to the terminal: `levers` (what each lever saves and costs, row to row) and
+`lora-ranks` (peak memory with the LoRA rank across and the batch size down)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from rich.table import Table
-
 from harness.core.knobs import knob_label
-from harness.report.tables import MIB
+from harness.core.units import MIB
+from harness.report.columns import Column, Fitted
 
 
 def _delta(now: float | None, before: float | None) -> str:
@@ -22,49 +21,56 @@ def _lever(row: dict[str, Any]) -> str:
     return f"none ({row.get('dtype', 'fp32')}, full fine-tuning, AdamW)" if label == "-" else label
 
 
-def levers_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
-    """One row per lever, in order; each change is against the row before."""
-    table = Table(title=title, header_style="bold")
-    for name in ("#", "model", "knobs", "status", "peak MiB", "peak change", "tokens/s", "tokens/s change",
-                 "trainable params", "loss"):
-        table.add_column(name, justify="left" if name in ("model", "knobs", "status") else "right")
+def _number(value: float | None, spec: str, scale: float | None = None) -> str:
+    return "-" if value is None else format(value / scale if scale else value, spec)
+
+
+LEVER_COLUMNS = [
+    Column("n", "#", lambda r: str(r["n"])),
+    Column("model", "model", lambda r: str(r["model"]), "left", fold=True),
+    Column("knobs", "knobs", _lever, "left", wrap=True),
+    Column("status", "status", lambda r: str(r["status"]), "left"),
+    Column("peak_mib", "peak\nMiB", lambda r: _number(r.get("peak_bytes"), ",.1f", MIB)),
+    Column("peak_change", "peak\nchange %", lambda r: _delta(r.get("peak_bytes"), r["before"].get("peak_bytes"))),
+    Column("tokens_per_s", "tokens/s", lambda r: _number(r.get("tokens_per_s"), ",.0f"), drop=2),
+    Column("tokens_per_s_change", "tokens/s\nchange %",
+           lambda r: _delta(r.get("tokens_per_s"), r["before"].get("tokens_per_s"))),
+    Column("trainable_params", "trainable\nparams", lambda r: _number(r.get("trainable_params"), ","), drop=1),
+    Column("loss", "loss", lambda r: _number(r.get("loss"), ".4f")),
+]
+
+
+def levers_table(rows: list[dict[str, Any]], title: str | None = None, wide: bool = False) -> Fitted:
+    """One row per lever, in order; each change is against the row before that ran."""
+    numbered: list[dict[str, Any]] = []
     before: dict[str, Any] = {}
     for i, row in enumerate(rows, 1):
-        ok = row["status"] == "ok"
-        peak, speed = row.get("peak_bytes"), row.get("tokens_per_s")
-        table.add_row(
-            str(i), row["model"], _lever(row), row["status"],
-            "-" if peak is None else f"{peak / MIB:,.1f}", _delta(peak, before.get("peak_bytes")),
-            "-" if speed is None else f"{speed:,.0f}", _delta(speed, before.get("tokens_per_s")),
-            "-" if row.get("trainable_params") is None else f"{row['trainable_params']:,}",
-            "-" if row.get("loss") is None else f"{row['loss']:.4f}")
-        if ok:
+        numbered.append({**row, "n": i, "before": before})
+        if row["status"] == "ok":
             before = row
-    return table
+    return Fitted(LEVER_COLUMNS, numbered, title, wide)
 
 
-def lora_ranks_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
+def _cell(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return ""
+    return row["status"] if row["status"] != "ok" else f"{row['peak_bytes'] / MIB:,.1f}"
+
+
+def _rank_column(key: str) -> Column:
+    return Column(key, key, lambda r: str(r[key]))
+
+
+def lora_ranks_table(rows: list[dict[str, Any]], title: str | None = None, wide: bool = False) -> Fitted:
     """Peak MiB by batch size (down) and LoRA rank (across); a cell that did not run says why."""
     ranks = sorted({r["lora_rank"] for r in rows})
     batches = sorted({r["batch_size"] for r in rows})
     model = ", ".join(sorted({r["model"] for r in rows}))
-    table = Table(title=title or f"peak MiB, {model}", header_style="bold")
-    table.add_column("batch \\ rank", justify="right")
-    for rank in ranks:
-        table.add_column(f"r={rank}", justify="right")
     cells = {(r["batch_size"], r["lora_rank"]): r for r in rows}
-    for batch in batches:
-        line = []
-        for rank in ranks:
-            row = cells.get((batch, rank))
-            if row is None:
-                line.append("")
-            elif row["status"] != "ok":
-                line.append(row["status"])
-            else:
-                line.append(f"{row['peak_bytes'] / MIB:,.1f}")
-        table.add_row(str(batch), *line)
-    return table
+    grid = [{"batch": b, **{f"r={rank}": _cell(cells.get((b, rank))) for rank in ranks}} for b in batches]
+    columns = [Column("batch", "batch \\ rank", lambda r: str(r["batch"]))]
+    columns += [_rank_column(f"r={rank}") for rank in ranks]
+    return Fitted(columns, grid, title or f"peak MiB, {model}", wide)
 
 
 TABLES = {"levers": levers_table, "lora-ranks": lora_ranks_table}

@@ -1,4 +1,5 @@
-"""Records as a terminal table (rich): one row per record, failures' last lines under it."""
+"""Records as a terminal table (rich) that fits the terminal, or as csv/json/markdown: one row per record, failures'
+last lines under the table."""
 
 from __future__ import annotations
 
@@ -6,18 +7,26 @@ from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
-from harness.core.knobs import knob_label
+from harness.core.knobs import KNOBS, knob_label
 from harness.core.units import MIB
+from harness.report.columns import MACHINE, Column, Fitted, emit, fields
 from harness.report.console import console
 from harness.run.annotate import ERROR_COLUMNS, relative_error
 
 _STATUS_STYLE = {"ok": "green", "unsupported": "yellow"}
+KNOB_FIELDS = ("dtype", "activation_checkpointing", "ckpt_every", "lora_rank", "lora_alpha", "lora_targets", "quant",
+               "optimizer", "grad_accum")
+assert {field for field, _ in KNOBS.values()} <= set(KNOB_FIELDS)
+_STEP_FIELDS = fields("step_s_p50", "step_s_p10", "step_s_p90")
 
 
 def _mib(value: int | None) -> str:
     return "-" if value is None else f"{value / MIB:,.1f}"
+
+
+def _number(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def _step(row: dict[str, Any]) -> str:
@@ -26,51 +35,81 @@ def _step(row: dict[str, Any]) -> str:
     return f"{row['step_s_p50']:.3f} [{row['step_s_p10']:.3f}-{row['step_s_p90']:.3f}]"
 
 
-def _layout(row: dict[str, Any]) -> str:
-    hosts = f" on {row['nnodes']} hosts" if (row.get("nnodes") or 1) > 1 else ""
-    if row.get("mesh_tp") is None:
-        return str(row.get("world_size", "-")) + hosts
-    dp = f"{row['mesh_dp_replicate']}x{row['mesh_dp_shard']}" if row["mesh_dp_replicate"] > 1 else str(
-        row["mesh_dp_shard"])
-    return f"{row['world_size']}{hosts} (dp {dp}, tp {row['mesh_tp']})"
+def ranks(row: dict[str, Any]) -> str:
+    """World size, then the mesh where it is not plain data parallelism: `2`, `4 tp2` (data parallel over the
+    rest), `4 dp2x2` (replicas x shards), `8 dp2x2 tp2`."""
+    parts = [str(row.get("world_size") or "-")]
+    replicate, shard, tp = row.get("mesh_dp_replicate"), row.get("mesh_dp_shard"), row.get("mesh_tp")
+    if (replicate or 1) > 1:
+        parts.append(f"dp{replicate}x{shard}")
+    if (tp or 1) > 1:
+        parts.append(f"tp{tp}")
+    return " ".join(parts)
 
 
-def _beside(row: dict[str, Any], kind: str) -> str:
-    """A predicted or simulated peak in MiB with its error against the measured one."""
-    value = row.get(ERROR_COLUMNS[kind])
-    if value is None:
-        return "-"
-    error = relative_error(row, kind)
-    return _mib(value) + ("" if error is None else f" ({error:+.1%})")
+def shape(row: dict[str, Any]) -> str:
+    """Global batch x sequence length: sequences per optimizer step over all ranks, and tokens per sequence."""
+    return f"{row.get('global_batch') or row.get('batch_size')} x {row.get('seq_len')}"
 
 
-def records_table(rows: Iterable[dict[str, Any]], title: str | None = None) -> Table:
+def _beside(kind: str) -> Column:
+    """A predicted or simulated peak in MiB with its error against the measured one; narrower, the error alone."""
+    column = ERROR_COLUMNS[kind]
+
+    def error(row: dict[str, Any]) -> str:
+        value = relative_error(row, kind)
+        return "-" if value is None else f"{value:+.1%}"
+
+    def text(row: dict[str, Any]) -> str:
+        if row.get(column) is None:
+            return "-"
+        return _mib(row[column]) + ("" if relative_error(row, kind) is None else f" ({error(row)})")
+
+    def values(row: dict[str, Any]) -> dict[str, Any]:
+        return {column: row.get(column), f"{kind}_error": relative_error(row, kind)}
+
+    narrow = Column(f"{kind}_error", f"{kind}\nerror", error, values=values)
+    return Column(f"{kind}_mib", f"{kind}\nMiB (error)", text, drop=5, values=values, narrow=narrow)
+
+
+def record_columns(rows: list[dict[str, Any]]) -> list[Column]:
+    """The records table's columns; predicted and simulated errors only where a row has them."""
+    beside = [k for k in ERROR_COLUMNS if any(r.get(ERROR_COLUMNS[k]) is not None for r in rows)]
+    return [
+        Column("model", "model", lambda r: str(r["model"]), "left", fold=True),
+        Column("strategy", "strategy", lambda r: str(r["strategy"]), "left"),
+        Column("knobs", "knobs", knob_label, "left", wrap=True, fold=True, values=fields(*KNOB_FIELDS)),
+        Column("ranks", "ranks", ranks, "left",
+               values=fields("nproc", "world_size", "mesh_dp_replicate", "mesh_dp_shard", "mesh_tp")),
+        Column("hosts", "hosts", lambda r: str(r.get("nnodes") or 1), drop=1, fold=True, usual="1",
+               values=fields("nnodes")),
+        Column("device", "device", lambda r: str(r.get("device")), "left", drop=9, fold=True,
+               values=fields("device", "device_name")),
+        Column("status", "status", lambda r: str(r["status"]), "left",
+               style=lambda r: _STATUS_STYLE.get(r["status"], "red")),
+        Column("shape", "global batch\nx seq", shape, drop=2, fold=True,
+               values=fields("global_batch", "batch_size", "seq_len")),
+        Column("peak_mib", "peak\nMiB", lambda r: _mib(r.get("peak_bytes")),
+               values=fields("peak_bytes", "peak_bytes_per_rank")),
+        *(_beside(kind) for kind in beside),
+        Column("rss_mib", "RSS\nMiB", lambda r: _mib(r.get("rss_peak_bytes")), drop=7,
+               values=fields("rss_peak_bytes", "rss_peak_bytes_per_rank")),
+        Column("step_s", "s/step\np50 [p10-p90]", _step, drop=6, values=_STEP_FIELDS,
+               narrow=Column("step_s_p50", "s/step\np50", lambda r: _number(r.get("step_s_p50"), ".3f"), drop=3,
+                             values=_STEP_FIELDS)),
+        Column("tokens_per_s", "tokens/s", lambda r: _number(r.get("tokens_per_s"), ",.0f"), drop=4,
+               values=fields("tokens_per_s")),
+        Column("mfu", "MFU", lambda r: _number(r.get("mfu"), ".1%"), drop=8, values=fields("mfu")),
+        Column("loss", "loss", lambda r: _number(r.get("loss"), ".5f"), values=fields("loss")),
+        Column("error", "error", lambda r: str(r.get("error") or ""), "left", view=MACHINE,
+               values=fields("error", "simulate_error", "git_commit", "utc_time")),
+    ]
+
+
+def records_table(rows: Iterable[dict[str, Any]], title: str | None = None, wide: bool = False) -> Fitted:
+    """The records as a table that fits the console it is printed on."""
     rows = list(rows)
-    beside = [k for k in ("predicted", "simulated") if any(r.get(f"{k}_peak_bytes") is not None for r in rows)]
-    table = Table(title=title, header_style="bold")
-    for name, justify in [("model", "left"), ("strategy", "left"), ("knobs", "left"), ("ranks", "left"),
-                          ("device", "left"),
-                          ("status", "left"), ("global batch x seq", "right"), ("peak MiB", "right"),
-                          ("RSS MiB", "right"), ("s/step p50 [p10-p90]", "right"), ("tokens/s", "right"),
-                          ("MFU", "right"), ("loss", "right")]:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-        if name == "peak MiB":
-            for kind in beside:
-                table.add_column(f"{kind} MiB (error)", justify="right")
-    for row in rows:
-        status = row["status"]
-        style = _STATUS_STYLE.get(status, "red")
-        shape = f"{row['global_batch'] or row['batch_size']} x {row['seq_len']}"
-        table.add_row(
-            row["model"], row["strategy"], knob_label(row), _layout(row), row["device"],
-            f"[{style}]{status}[/{style}]", shape,
-            _mib(row.get("peak_bytes")), *(_beside(row, kind) for kind in beside),
-            _mib(row.get("rss_peak_bytes")), _step(row),
-            "-" if row.get("tokens_per_s") is None else f"{row['tokens_per_s']:,.0f}",
-            "-" if row.get("mfu") is None else f"{row['mfu']:.1%}",
-            "-" if row.get("loss") is None else f"{row['loss']:.5f}",
-        )
-    return table
+    return Fitted(record_columns(rows), rows, title, wide)
 
 
 def failures(rows: Iterable[dict[str, Any]]) -> list[str]:
@@ -79,8 +118,12 @@ def failures(rows: Iterable[dict[str, Any]]) -> list[str]:
             for r in rows if r["status"] != "ok" and r.get("error")]
 
 
-def print_records(rows: list[dict[str, Any]], title: str | None = None, out: Console | None = None) -> None:
+def print_records(rows: list[dict[str, Any]], title: str | None = None, out: Console | None = None,
+                  fmt: str = "table", wide: bool = False) -> None:
+    """The records as a table fitted to the terminal (every column with `wide`), failures under it; or every
+    column as `fmt` (csv, json, markdown) on stdout, failures included in their `error` field."""
     out = out or console()
-    out.print(records_table(rows, title))
-    for text in failures(rows):
-        out.print(text, style="red", markup=False, highlight=False)
+    emit(record_columns(rows), rows, out, title, fmt, wide)
+    if fmt == "table":
+        for text in failures(rows):
+            out.print(text, style="red", markup=False, highlight=False)

@@ -81,7 +81,7 @@ def test_predicted_and_simulated_figures_show_beside_the_measured_one(tmp_path: 
     console = Console(width=250, record=True)
     console.print(records_table(rows))
     text = console.export_text()
-    assert "predicted MiB (error)" in text and "simulated MiB (error)" in text
+    assert "predicted" in text and "simulated" in text and "MiB (error)" in text  # a header over two lines
     assert "96.0 (-4.0%)" in text and "100.0 (+0.0%)" in text
     paths = write_report(rows, tmp_path)
     assert (tmp_path / "accuracy.png").read_bytes().startswith(PNG_MAGIC)
