@@ -12,7 +12,7 @@ from harness.core.errors import SpecError, Unsupported
 from harness.models.zoo import config_for
 from strategies import register
 from strategies.base import ALL_KNOBS, Layout, MemoryProfile, Prepared, Strategy
-from strategies.fsdp import DTENSOR_LIMITS, check_dtensor_combinations, mixed_precision, shard_model
+from strategies.fsdp import DTENSOR_LIMITS, check_dtensor_combinations, divisors, mixed_precision, shard_model
 
 if TYPE_CHECKING:
     from torch import nn
@@ -65,8 +65,7 @@ class TensorParallel(Strategy):
             raise SpecError("tp", f"tp uses every rank for tensor parallelism: --tp must equal --nproc "
                             f"({spec.nproc}), got {tp}", f"0 or {spec.nproc}")
         if spec.nproc % tp:
-            divisors = ", ".join(str(d) for d in range(1, spec.nproc + 1) if spec.nproc % d == 0)
-            raise SpecError("tp", f"{tp} does not divide {spec.nproc} ranks", divisors)
+            raise SpecError("tp", f"{tp} does not divide {spec.nproc} ranks", divisors(spec.nproc))
         if cfg.n_heads % tp or cfg.n_kv_heads % tp:
             ok = ", ".join(str(d) for d in range(1, cfg.n_kv_heads + 1)
                            if cfg.n_heads % d == 0 and cfg.n_kv_heads % d == 0)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import SpecError
+from harness.core.limits import check_int
 from harness.core.spec import RunSpec
 from harness.estimate.fit import GPUS
 from harness.run.nodes import Rendezvous
@@ -91,16 +92,17 @@ def spec_fields(args: argparse.Namespace, model: str | None = None) -> dict[str,
 
 def add_node_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("several hosts (torchrun c10d rendezvous)")
-    g.add_argument("--nnodes", type=int, default=None, help="hosts in the run (default 1); --nproc counts the "
+    g.add_argument("--nnodes", type=int_arg, default=None, help="hosts in the run (default 1); --nproc counts the "
                    "ranks of all hosts")
-    g.add_argument("--node-rank", type=int, default=0, help="this host, 0..nnodes-1; node 0 keeps the records")
+    g.add_argument("--node-rank", type=int_arg, default=0, help="this host, 0..nnodes-1; node 0 keeps the records")
     g.add_argument("--rdzv-endpoint", default=None, help="host:port on node 0 where the hosts meet")
     g.add_argument("--rdzv-id", default="spacetime", help="the same on every host of one job, e.g. $SLURM_JOB_ID")
 
 
 def rendezvous_from(args: argparse.Namespace) -> Rendezvous | None:
     """The rendezvous the flags describe, checked before anything is launched; None on one host."""
-    nnodes = args.nnodes or 1
+    nnodes = check_int("nnodes", 1 if args.nnodes is None else args.nnodes)
+    check_int("node_rank", args.node_rank)
     if nnodes == 1:
         if args.node_rank or args.rdzv_endpoint:
             raise SpecError("nnodes", "--node-rank/--rdzv-endpoint need --nnodes > 1", "an integer > 1")
@@ -108,7 +110,7 @@ def rendezvous_from(args: argparse.Namespace) -> Rendezvous | None:
     if not args.rdzv_endpoint:
         raise SpecError("rdzv_endpoint", f"a run on {nnodes} hosts needs where they meet", "HOST:PORT on node 0")
     host, _, port = args.rdzv_endpoint.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise SpecError("rdzv_endpoint", f"expected HOST:PORT, got {args.rdzv_endpoint!r}", "HOST:PORT on node 0")
     if not 0 <= args.node_rank < nnodes:
         raise SpecError("node_rank", f"{args.node_rank} is not a host of {nnodes}", f"0..{nnodes - 1}")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from harness.core.errors import SpecError, Unsupported
+from harness.core.limits import check_int
 from harness.core.spec import RunSpec
 
 DTYPES = ("fp32", "bf16", "fp16", "bf16-pure")  # bf16/fp16: mixed precision over fp32 master weights
@@ -27,10 +28,11 @@ def lora_modules(targets: str) -> list[str]:
     """The zoo module names `--lora-targets` selects (validated)."""
     if targets == ALL_LINEAR:
         return list(LORA_MODULES.values())
-    names = [t.strip() for t in targets.split(",") if t.strip()]
+    names = [t.strip() for t in targets.split(",") if t.strip()] if isinstance(targets, str) else []
     bad = [t for t in names if t not in LORA_MODULES]
     if bad or not names:
-        raise SpecError("lora_targets", f"unknown target(s) {', '.join(bad) or repr(targets)}",
+        shown = ", ".join(t if t.isprintable() else repr(t) for t in bad) or repr(targets)
+        raise SpecError("lora_targets", f"unknown target(s) {shown}",
                         f"a comma-separated subset of {','.join(LORA_MODULES)}, or {ALL_LINEAR}")
     return [LORA_MODULES[t] for t in names]
 
@@ -52,14 +54,8 @@ def validate(spec: RunSpec) -> None:
     _choice(spec, "activation_checkpointing", CHECKPOINTING)
     _choice(spec, "quant", QUANT)
     _choice(spec, "optimizer", OPTIMIZERS)
-    for field in ("ckpt_every", "grad_accum"):
-        value = getattr(spec, field)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise SpecError(field, f"must be an integer >= 1, got {value!r}")
-    if not isinstance(spec.lora_rank, int) or spec.lora_rank < 0:
-        raise SpecError("lora_rank", f"must be an integer >= 0 (0: full fine-tuning), got {spec.lora_rank!r}")
-    if not isinstance(spec.lora_alpha, int) or spec.lora_alpha < 1:
-        raise SpecError("lora_alpha", f"must be an integer >= 1, got {spec.lora_alpha!r}")
+    for field in ("ckpt_every", "grad_accum", "lora_rank", "lora_alpha"):  # lora_rank 0: full fine-tuning
+        check_int(field, getattr(spec, field))
     lora_modules(spec.lora_targets)
     if spec.quant != "none" and spec.lora_rank == 0:
         raise SpecError("quant", f"{spec.quant} base weights are frozen, so they need adapters to train: "

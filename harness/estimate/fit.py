@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from harness.core.errors import SpecError, Unsupported
+from harness.core.limits import shown
 from harness.core.memory import CUDA_CONTEXT_BYTES
 from harness.core.spec import RunSpec
 from harness.core.units import GB, GIB, MIB
@@ -20,26 +21,30 @@ GPUS: dict[str, int] = {
     "A100-40GB": 40 * GIB, "L40S-48GB": 48 * GIB, "A6000-48GB": 48 * GIB, "V100-32GB": 32 * GIB,
     "RTX4090-24GB": 24 * GIB, "RTX3090-24GB": 24 * GIB, "A10-24GB": 24 * GIB, "T4-16GB": 16 * GIB,
 }
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(GiB|GB|MiB|MB)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(GiB|GB|MiB|MB)?\s*$", re.IGNORECASE)
+MIN_MEMORY, MAX_MEMORY = MIB, 1 << 50  # --gpu-memory: 1 MiB to 1 PiB
 _UNITS = {"gib": GIB, "gb": GB, "mib": MIB, "mb": 10**6, None: GIB}
 
 
 def memory_limit(gpu: str | None, gpu_memory: str | None) -> tuple[str, int] | None:
     """(label, bytes) of the device to fit, from --gpu NAME or --gpu-memory SIZE (plain numbers are GiB)."""
-    if gpu and gpu_memory:
+    if gpu is not None and gpu_memory is not None:
         raise SpecError("gpu_memory", "give --gpu or --gpu-memory, not both")
-    if gpu:
+    if gpu is not None:
         names = {name.lower(): name for name in GPUS}
         if gpu.lower() not in names:
             raise SpecError("gpu", f"unknown GPU {gpu!r}", ", ".join(GPUS))
         return names[gpu.lower()], GPUS[names[gpu.lower()]]
-    if gpu_memory:
+    if gpu_memory is not None:
+        valid = "NUMBER[GiB|GB|MiB|MB] from 1 MiB to 1 PiB"
         match = _SIZE.match(gpu_memory)
-        if not match or float(match.group(1)) <= 0:
-            raise SpecError("gpu_memory", f"expected a size like 80GiB or 24GB, got {gpu_memory!r}",
-                            "NUMBER[GiB|GB|MiB|MB]")
+        if not match:
+            raise SpecError("gpu_memory", f"expected a size like 80GiB or 24GB, got {shown(gpu_memory)}", valid)
         unit = match.group(2).lower() if match.group(2) else None
-        return gpu_memory.strip(), int(float(match.group(1)) * _UNITS[unit])
+        size = float(match.group(1)) * _UNITS[unit]  # a number past float range reads as inf
+        if not MIN_MEMORY <= size <= MAX_MEMORY:
+            raise SpecError("gpu_memory", f"{shown(gpu_memory.strip())} is out of range", valid)
+        return gpu_memory.strip(), int(size)
     return None
 
 

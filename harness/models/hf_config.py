@@ -6,11 +6,13 @@ the ranks never read the file.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 from harness.core.errors import SpecError
+from harness.core.limits import check_int, shown
 from harness.models.zoo import ZOO, ModelConfig
 
 LLAMA_FAMILY = ("llama", "mistral")
@@ -20,25 +22,51 @@ HF_KEYS = {"hidden_size": "dim", "intermediate_size": "ffn_dim", "num_hidden_lay
            "tie_word_embeddings": "tie_embeddings", "rms_norm_eps": "norm_eps", "rope_theta": "rope_theta"}
 _REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
 _SETTABLE = tuple(f.name for f in fields(ModelConfig) if f.name not in ("name", "measurable"))
+_HF_NAMES = {field: key for key, field in HF_KEYS.items()}
+_SHAPE = ("dim", "ffn_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size")
+MAX_CONFIG_BYTES = 1 << 20  # a config.json is a few KB; anything past 1 MiB is not one
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise SpecError("model_config", f"{shown(str(path))} is larger than {MAX_CONFIG_BYTES} bytes",
+                            "a Hugging Face config.json")
+        return json.loads(raw.decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as why:  # ValueError: not UTF-8, not JSON, a too-long number
+        reason = why.strerror if isinstance(why, OSError) and why.strerror else f"{type(why).__name__}: {why}"
+        raise SpecError("model_config", f"cannot read {shown(str(path))}: {_printable(reason)[:160]}",
+                        "a UTF-8 JSON object (a Hugging Face config.json)") from None
 
 
 def from_hf_config(path: Path) -> ModelConfig:
     """The ModelConfig of a Llama-family `config.json` (SpecError naming --model-config on anything else)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as why:
-        raise SpecError("model_config", f"cannot read {path}: {why}") from None
-    kind = data.get("model_type")
-    if kind not in LLAMA_FAMILY:
-        raise SpecError("model_config", f"{path}: model_type {kind!r} is not a Llama-family decoder",
-                        ", ".join(LLAMA_FAMILY))
-    missing = [k for k in _REQUIRED if k not in data]
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        kind = _JSON_KINDS.get(type(data), type(data).__name__)
+        raise SpecError("model_config", f"{shown(str(path))} holds a JSON {kind}, not an object",
+                        "a Hugging Face config.json")
+    model_type = data.get("model_type")
+    if model_type not in LLAMA_FAMILY:
+        raise SpecError("model_config", f"{shown(str(path))}: model_type {shown(model_type)} is not a Llama-family "
+                        "decoder", ", ".join(LLAMA_FAMILY))
+    missing = [k for k in _REQUIRED if data.get(k) is None]
     if missing:
-        raise SpecError("model_config", f"{path} lacks {', '.join(missing)}", "a Hugging Face LlamaConfig")
+        raise SpecError("model_config", f"{shown(str(path))} lacks {', '.join(missing)}",
+                        "a Hugging Face LlamaConfig")
     values = {field: data[key] for key, field in HF_KEYS.items() if data.get(key) is not None}
     values.setdefault("n_kv_heads", values["n_heads"])
     name = str(data.get("_name_or_path") or path.parent.name or path.stem).rstrip("/").split("/")[-1]
-    return checked(ModelConfig(name=name, **values))
+    return checked(ModelConfig(name=_printable(name) or path.stem, **values), "model_config")
+
+
+def _printable(name: str) -> str:
+    """The name with characters a one-line message or a table cannot show replaced by `?`."""
+    return "".join(c if c.isprintable() else "?" for c in name)
 
 
 def apply_sets(cfg: ModelConfig, sets: list[str]) -> ModelConfig:
@@ -48,26 +76,47 @@ def apply_sets(cfg: ModelConfig, sets: list[str]) -> ModelConfig:
         key, sep, text = item.partition("=")
         key = HF_KEYS.get(key.strip(), key.strip())
         if not sep or key not in _SETTABLE:
-            raise SpecError("set", f"{item!r} is not key=value of a model field",
+            raise SpecError("set", f"{shown(item)} is not key=value of a model field",
                             ", ".join(_SETTABLE) + " (or their Hugging Face names)")
-        kind = type(getattr(cfg, key))
-        try:
-            changes[key] = (text.lower() in ("1", "true", "yes")) if kind is bool else kind(text)
-        except ValueError:
-            raise SpecError("set", f"{key}={text!r} is not a {kind.__name__}") from None
+        changes[key] = _parse_value(key, type(getattr(cfg, key)), text)
     if not changes:
         return cfg
     label = ",".join(f"{k}={v}" for k, v in changes.items())
-    return checked(replace(cfg, name=f"{cfg.name}[{label}]", measurable=True, **changes))
+    return checked(replace(cfg, name=f"{cfg.name}[{label}]", measurable=True, **changes), "set")
 
 
-def checked(cfg: ModelConfig) -> ModelConfig:
-    """Shape rules the model code needs."""
-    for name in ("dim", "ffn_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size"):
-        if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1:
-            raise SpecError("model_config", f"{name} must be a positive integer, got {getattr(cfg, name)!r}")
+def _parse_value(key: str, kind: type, text: str) -> Any:
+    if kind is bool:
+        if text.strip().lower() not in _BOOLS:
+            raise SpecError("set", f"{key}={shown(text)} is not a bool", "true, false (or 1, 0, yes, no)")
+        return _BOOLS[text.strip().lower()]
+    try:
+        return kind(text)
+    except ValueError:
+        raise SpecError("set", f"{key}={shown(text)} is not a {kind.__name__}") from None
+
+
+def _label(field: str) -> str:
+    """A shape field with its Hugging Face key, as a message names it: `n_layers (num_hidden_layers)`."""
+    return field if _HF_NAMES[field] == field else f"{field} ({_HF_NAMES[field]})"
+
+
+def checked(cfg: ModelConfig, flag: str = "model_config") -> ModelConfig:
+    """Shape rules the model code needs; SpecError naming `flag` (--model-config, or --set for overrides)."""
+    for name in _SHAPE:
+        check_int(name, getattr(cfg, name), flag, _label(name))
+    if not isinstance(cfg.tie_embeddings, bool):
+        raise SpecError(flag, f"{_label('tie_embeddings')} must be true or false, got {shown(cfg.tie_embeddings)}",
+                        "true, false")
+    for name in ("norm_eps", "rope_theta"):
+        value = getattr(cfg, name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
+                or value <= 0:
+            raise SpecError(flag, f"{_label(name)} must be a finite number > 0, got {shown(value)}")
+    if not isinstance(cfg.name, str) or not cfg.name:
+        raise SpecError(flag, f"the model's name must be a non-empty string, got {shown(cfg.name)}")
     if cfg.dim % cfg.n_heads or cfg.n_heads % cfg.n_kv_heads or (cfg.dim // cfg.n_heads) % 2:
-        raise SpecError("model_config", f"{cfg.name}: hidden size {cfg.dim}, {cfg.n_heads} heads and "
+        raise SpecError(flag, f"{cfg.name}: hidden size {cfg.dim}, {cfg.n_heads} heads and "
                         f"{cfg.n_kv_heads} kv heads do not split evenly (even head size needed for RoPE)")
     return cfg
 
@@ -81,5 +130,5 @@ def custom_config(model: str, config_file: Path | None, sets: list[str]) -> Mode
     elif model in ZOO:
         base = ZOO[model]
     else:
-        raise SpecError("model", f"unknown model {model!r} to --set on", ", ".join(ZOO))
+        raise SpecError("model", f"unknown model {shown(model)} to --set on", ", ".join(ZOO))
     return apply_sets(base, sets)

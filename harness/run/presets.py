@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from harness.core.errors import SpecError
+from harness.core.limits import check_int, check_spec_limits
 from harness.core.spec import RunSpec
 from strategies import get_strategy, strategy_names
 
@@ -109,6 +110,10 @@ def plan(name: str, base: RunSpec, exact: bool = False, **overrides: Any) -> lis
     steps) replaces the preset's value.  `exact`: no slow-CPU substitutions (see plan_note)."""
     if name not in PRESETS:
         raise SpecError("preset", f"unknown preset {name!r}", ", ".join(PRESETS))
+    check_spec_limits(base)  # before any arithmetic on the values (a global batch over 0 ranks)
+    for field in ("nproc", "global_batch", "seq_len", "warmup", "steps"):
+        if overrides.get(field) is not None:
+            check_int(field, overrides[field])
     p = replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
     models = p.models
     if p.cuda_models and overrides.get("models") is None and _runs_on_cuda(base):

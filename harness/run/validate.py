@@ -2,37 +2,33 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 from harness.core import knobs
 from harness.core.errors import SpecError
+from harness.core.limits import check_spec_limits
 from harness.core.spec import DEVICES, RunSpec
 from harness.models.hf_config import checked
 from harness.models.zoo import ZOO, ModelConfig
 from strategies import get_strategy, strategy_names
 
+RANKS_PER_CORE = 8  # a measured CPU run: more ranks per core than this measures contention, not the strategy
+
 
 def validate(spec: RunSpec, measure: bool = True) -> RunSpec:
     """Check every field; return the spec with `device` resolved. Raises SpecError or Unsupported.
-    `measure=False` (estimate, simulate): any zoo shape, and `device` names the target, not this host."""
-    runnable = ", ".join(n for n, c in ZOO.items() if c.measurable or not measure)
-    if spec.model_config:
-        if checked(ModelConfig.from_json(spec.model_config)).name != spec.model:
-            raise SpecError("model", f"{spec.model!r} is not the name of the custom model config")
-    elif spec.model not in ZOO:
-        raise SpecError("model", f"unknown model {spec.model!r}", runnable)
-    elif measure and not ZOO[spec.model].measurable:
-        raise SpecError("model", f"{spec.model!r} is for predict/simulate only", runnable)
+    `measure=False` (estimate, simulate): any zoo shape and world size, and `device` names the target, not
+    this host."""
+    cfg = _model(spec, measure)
     names = strategy_names()
     if spec.strategy not in names:
         raise SpecError("strategy", f"unknown strategy {spec.strategy!r}", ", ".join(names))
-    _positive(spec, "nproc", "nnodes", "steps", "memory_steps", "batch_size", "seq_len", "timeout_s")
-    _non_negative(spec, "warmup", "seed", "tp", "dp_replicate")
-    if spec.warmup < 1:
+    if isinstance(spec.warmup, int) and spec.warmup < 1:
         raise SpecError("warmup", "must be >= 1 so optimizer state exists before memory is measured")
-    if not spec.lr > 0:
-        raise SpecError("lr", f"must be > 0, got {spec.lr}")
+    check_spec_limits(spec)
     knobs.validate(spec)
+    check_lora_rank(spec, cfg)
     if spec.nproc % spec.nnodes:
         raise SpecError("nnodes", f"{spec.nnodes} hosts cannot split {spec.nproc} ranks evenly",
                         f"a divisor of --nproc {spec.nproc}")
@@ -48,19 +44,48 @@ def validate(spec: RunSpec, measure: bool = True) -> RunSpec:
     return spec
 
 
+def _model(spec: RunSpec, measure: bool) -> ModelConfig:
+    """The shape the spec trains, checked: a custom config carried in the spec, or a zoo name."""
+    runnable = ", ".join(n for n, c in ZOO.items() if c.measurable or not measure)
+    if spec.model_config:
+        try:
+            cfg = checked(ModelConfig.from_json(spec.model_config))
+        except (ValueError, TypeError) as why:  # a spec written by hand, not by the flags
+            raise SpecError("model_config", f"not a model config: {type(why).__name__}") from None
+        if cfg.name != spec.model:
+            raise SpecError("model", f"{spec.model!r} is not the name of the custom model config")
+        return cfg
+    if spec.model not in ZOO:
+        raise SpecError("model", f"unknown model {spec.model!r}", runnable)
+    if measure and not ZOO[spec.model].measurable:
+        raise SpecError("model", f"{spec.model!r} is for predict/simulate only", runnable)
+    return ZOO[spec.model]
 
-def _positive(spec: RunSpec, *names: str) -> None:
-    for name in names:
-        value = getattr(spec, name)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 1:
-            raise SpecError(name, f"must be >= 1, got {value!r}")
+
+def lora_widths(cfg: ModelConfig) -> dict[str, int]:
+    """Each adaptable projection's rank limit: the smaller of its input and output widths."""
+    kv = cfg.n_kv_heads * cfg.head_dim
+    return {"wq": cfg.dim, "wk": min(cfg.dim, kv), "wv": min(cfg.dim, kv), "wo": cfg.dim,
+            "w1": min(cfg.dim, cfg.ffn_dim), "w3": min(cfg.dim, cfg.ffn_dim), "w2": min(cfg.dim, cfg.ffn_dim)}
 
 
-def _non_negative(spec: RunSpec, *names: str) -> None:
-    for name in names:
-        value = getattr(spec, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise SpecError(name, f"must be an integer >= 0, got {value!r}")
+def check_lora_rank(spec: RunSpec, cfg: ModelConfig) -> None:
+    """A LoRA rank above the smallest adapted projection's width adds no capacity: refused."""
+    if not spec.lora_rank:
+        return
+    widths = lora_widths(cfg)
+    width = min(widths[m] for m in knobs.lora_modules(spec.lora_targets))
+    if spec.lora_rank > width:
+        raise SpecError("lora_rank", f"{spec.lora_rank} is above the width {width} of the smallest projection "
+                        f"--lora-targets {spec.lora_targets} adapts in {cfg.name}", f"0..{width}")
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity call on this platform
+        return os.cpu_count() or 1
 
 
 def _resolve_device(device: str, nproc: int) -> str:
@@ -71,11 +96,15 @@ def _resolve_device(device: str, nproc: int) -> str:
         raise SpecError("device", f"unknown device {device!r}", ", ".join(DEVICES))
     have = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if device == "auto":  # one GPU per rank, else the CPU (the record says which)
-        return "cuda" if have >= nproc else "cpu"
+        device = "cuda" if have >= nproc else "cpu"
     if device == "cuda":
         if have == 0:
             raise SpecError("device", "cuda requested but this machine has no CUDA device", "auto, cpu")
         if nproc > have:
             raise SpecError("nproc", f"{nproc} ranks on this host need {nproc} GPUs, it has {have}",
                             f"1..{have}")
+    most = RANKS_PER_CORE * cpu_cores()
+    if device == "cpu" and nproc > most:
+        raise SpecError("nproc", f"{nproc} ranks on this host's {cpu_cores()} CPU cores: a measured CPU run "
+                        f"takes at most {RANKS_PER_CORE} ranks per core", f"1..{most}")
     return device
