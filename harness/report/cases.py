@@ -1,4 +1,4 @@
-"""Records grouped as reports show them: the newest of each case, by model, and a case's short name."""
+"""Records grouped as reports show them: the newest of each case, by model, by shape, and a case's short name."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from harness.core.knobs import knob_label
+from harness.core.spec import RunSpec
 from harness.run.gate import case_key
 
 
@@ -30,3 +31,21 @@ def case_name(row: dict[str, Any]) -> str:
     """`strategy xN`, with the knobs that moved off their defaults in brackets."""
     knobs = knob_label(row)
     return f"{row['strategy']} x{row['nproc']}" + ("" if knobs == "-" else f" [{knobs}]")
+
+
+def shape(row: dict[str, Any]) -> str:
+    """`global batch x seq`: sequences per optimizer step over all ranks, and tokens per sequence."""
+    return f"{row.get('global_batch') or row.get('batch_size')} x {row.get('seq_len')}"
+
+
+def by_shape(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Rows grouped by shape, in first-seen order: only rows of one shape compare on memory and throughput."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(shape(row), []).append(row)
+    return groups
+
+
+def knobs_but_dtype(row: dict[str, Any]) -> str:
+    """The knobs a row moved off their defaults, precision left out (a column of its own)."""
+    return knob_label({**row, "dtype": RunSpec().dtype})

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from harness.core.knobs import KNOBS, knob_label
 from harness.core.units import MIB
+from harness.report.cases import shape
 from harness.report.columns import MACHINE, Column, Fitted, emit, fields
 from harness.report.console import console
 from harness.run.annotate import ERROR_COLUMNS, relative_error
@@ -45,11 +46,6 @@ def ranks(row: dict[str, Any]) -> str:
     if (tp or 1) > 1:
         parts.append(f"tp{tp}")
     return " ".join(parts)
-
-
-def shape(row: dict[str, Any]) -> str:
-    """Global batch x sequence length: sequences per optimizer step over all ranks, and tokens per sequence."""
-    return f"{row.get('global_batch') or row.get('batch_size')} x {row.get('seq_len')}"
 
 
 def _beside(kind: str) -> Column:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,9 @@ from typing import Any
 
 from harness.core.record import Record
 from harness.core.spec import RunSpec
+from harness.core.units import MIB
 from harness.report.cases import latest
-from harness.report.html_report import write_report
+from harness.report.html_report import write_html, write_report
 from harness.report.plots import pareto_front
 from harness.run import store
 from harness.run.records import environment
@@ -93,3 +95,51 @@ def test_predicted_and_simulated_figures_show_beside_the_measured_one(tmp_path: 
     assert "predicted" not in console.export_text()
     write_report(plain, tmp_path / "plain")
     assert (tmp_path / "plain" / "tradeoff.png").exists() and not (tmp_path / "plain" / "accuracy.png").exists()
+
+
+def _two_shapes() -> list[dict[str, Any]]:
+    """The same strategies at two shapes (global batch x seq 8 x 64 and 8 x 128), crowded on purpose: each case
+    sits within a MiB and a few tokens/s of its twin, with the same label."""
+    rows = []
+    for i, (strategy, peak, tokens) in enumerate([("ddp", 100, 1100.0), ("fsdp_full_shard", 65, 700.0),
+                                                   ("tp", 57, 800.0), ("fsdp_tp", 60, 650.0)]):
+        for seq, shift in ((64, 0), (128, 1)):
+            record = _record(strategy, (peak + shift) << 20, tokens + 5 * shift + (40 * i if seq == 128 else 0))
+            record.spec = record.spec.with_(seq_len=seq)
+            rows.append(record.to_row())
+    return rows
+
+
+def test_tradeoff_marks_shapes_apart_with_a_front_each_and_labels_that_do_not_overlap() -> None:
+    from harness.report.cases import shape
+    from harness.report.plots import tradeoff_figure
+
+    rows = _two_shapes()
+    fig = tradeoff_figure(rows)
+    (ax,) = fig.axes
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    for key in ("8 x 64", "8 x 128"):
+        assert f"{key} (global batch x seq)" in legend and f"Pareto front, {key}" in legend
+        points = [(r["peak_bytes"] / MIB, r["tokens_per_s"]) for r in rows if shape(r) == key]
+        (line,) = [ln for ln in ax.lines if ln.get_label() == f"Pareto front, {key}"]
+        assert list(zip(line.get_xdata(), line.get_ydata(), strict=True)) == [points[i] for i in pareto_front(points)]
+    assert "hollow: off its front" in legend
+    marks = {c.get_label(): c.get_paths()[0].vertices.tolist() for c in ax.collections}
+    assert marks["8 x 64 (global batch x seq)"] != marks["8 x 128 (global batch x seq)"]  # marker shapes differ
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert len(boxes) == len(rows)
+    assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
+    assert not [b for b in boxes if b.overlaps(ax.get_legend().get_window_extent(renderer))]
+
+
+def test_html_states_only_the_shape_every_row_shares(tmp_path: Path) -> None:
+    rows = _two_shapes()
+    page = write_html(rows, tmp_path, [])
+    text = page.read_text()
+    assert "differs by row: global batch x seq (2 values)" in text and "per data-parallel rank 4" in text
+    cells = re.findall(r"<tr><td>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td>", text)
+    assert [(s, shape, dtype) for s, shape, dtype in cells] == [(r["strategy"], f"8 x {r['seq_len']}", "fp32")
+                                                                for r in rows]
+    one = write_html([r for r in rows if r["seq_len"] == 64], tmp_path, []).read_text()
+    assert "global batch x seq 8 x 64" in one and "the same on every row" in one and "differs" not in one
