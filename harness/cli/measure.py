@@ -33,6 +33,8 @@ def add_parsers(sub: Any) -> None:
     sweep.add_argument("--exact-preset", action="store_true", help="run the preset as defined, without the "
                        "substitutions it makes on this machine (16-bit rows on a CPU without fast bf16)")
     sweep.add_argument("--fail-on-error", action="store_true", help="exit 1 if any run is not ok")
+    sweep.add_argument("--dry-run", action="store_true", help="validate the planned specs and print each as one "
+                       "JSON line (planned, or unsupported with the reason) without launching")
     _add_side_by_side_flags(sweep)
     add_output_flags(sweep)
     spec_flags(sweep, sweep=True)
@@ -77,15 +79,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if record.status in ("ok", FOLLOWER) else 1
 
 
-def _names(text: str | None) -> tuple[str, ...] | None:
-    return tuple(n.strip() for n in text.split(",") if n.strip()) if text else None
+def _names(text: str | None, flag: str) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise SpecError(flag, f"names nothing: {text!r}", "comma-separated names")
+    return names
 
 
-def _planned(args: argparse.Namespace) -> list[RunSpec]:
-    """The sweep's specs from the preset and the flags, repeats included."""
+def _planned(args: argparse.Namespace, notes: list[str] | None = None) -> list[RunSpec]:
+    """The sweep's specs from the preset and the flags, repeats included; the preset's note for this machine,
+    if any, is added to `notes`."""
+    from harness.core.limits import check_int
     from harness.run.presets import plan, plan_note
 
-    models = _names(args.models)
+    check_int("repeat", args.repeat)
+    models = _names(args.models, "models")
     if (args.model_config_file or args.sets) and models and len(models) > 1:
         raise SpecError("models", "--model-config/--set describe one model", "a single name")
     fields = spec_fields(args, model=models[0] if models else "tiny")
@@ -93,13 +103,24 @@ def _planned(args: argparse.Namespace) -> list[RunSpec]:
         models = (fields.pop("model"),)  # the custom model replaces the preset's
     overrides = {k: fields.pop(k, None) for k in ("seq_len", "warmup", "steps", "nproc")}
     specs = plan(args.preset, RunSpec(**fields), exact=args.exact_preset, global_batch=args.global_batch,
-                 models=models, strategies=_names(args.strategies), **overrides)
-    if args.repeat < 1:
-        raise SpecError("repeat", f"must be >= 1, got {args.repeat}")
+                 models=models, strategies=_names(args.strategies, "strategies"), **overrides)
     note = None if args.exact_preset else plan_note(args.preset, RunSpec(**fields))
-    if note:
-        print(note, file=sys.stderr)
+    if note and notes is not None:
+        notes.append(note)
     return [spec for _ in range(args.repeat) for spec in specs]
+
+
+def _dry_sweep(checked: list[Any]) -> int:
+    """Each validated spec (a RunSpec, or an `unsupported` Record) as one JSON line, launching nothing."""
+    from harness.core.record import Record
+
+    for item in checked:
+        if isinstance(item, Record):
+            line = {"status": "unsupported", "reason": item.error, "spec": json.loads(item.spec.to_json())}
+        else:
+            line = {"status": "planned", "spec": json.loads(item.to_json())}
+        print(json.dumps(line))
+    return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -108,11 +129,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from harness.report.tables import print_records
     from harness.run.presets import PRESETS
     from harness.run.store import default_store
-    from harness.run.sweep import run_sweep
+    from harness.run.sweep import run_sweep, validate_all
 
-    specs = _planned(args)
+    notes: list[str] = []
+    specs = _planned(args, notes)
+    rdzv = rendezvous_from(args)
+    checked = validate_all(specs[: len(specs) // args.repeat])  # bad input: one line, before the note or a run
+    for note in notes:
+        print(note, file=sys.stderr)
+    if args.dry_run:
+        return _dry_sweep(checked)
     store_path = None if args.no_store else (args.store or default_store())
-    records = run_sweep(specs, store_path, show_progress=sys.stderr.isatty(), rdzv=rendezvous_from(args),
+    records = run_sweep(specs, store_path, show_progress=sys.stderr.isatty(), rdzv=rdzv,
                         predict=args.predict, simulate=args.simulate)
     rows = [r.to_row() for r in records]
     print_records(rows, title=f"spacetime sweep --preset {args.preset}", fmt=args.format, wide=args.wide)

@@ -9,11 +9,14 @@ from harness.report.console import console
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from harness.core.limits import check_int
     from harness.report.tables import print_records
     from harness.run import store
 
+    if args.last is not None:
+        check_int("last", args.last)  # before the store is read
     rows = store.rows(args.store, model=args.model, strategy=args.strategy, status=args.status)
-    if args.last:
+    if args.last is not None:
         rows = rows[-args.last:]
     if not rows:
         print(f"no records in {args.store or store.default_store()} match")
