@@ -58,6 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec = RunSpec(**spec_fields(args))
     rdzv = rendezvous_from(args)
+    _check_store(args)
     try:
         spec = validate(spec)
         if args.dry_run:  # what would run, launching nothing
@@ -70,13 +71,21 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"spacetime: unsupported: {why}", file=sys.stderr)
             return 1
         record = failed_record(spec, "unsupported", str(why))
-    if not args.no_store and record.status != FOLLOWER:
-        store.append([record], args.store)
+    stored = args.no_store or record.status == FOLLOWER or store.save([record], args.store)
     if args.json:
         print(json.dumps(record.to_row()))
     else:
         print_records([record.to_row()], fmt=args.format, wide=args.wide)
-    return 0 if record.status in ("ok", FOLLOWER) else 1
+    return 0 if record.status in ("ok", FOLLOWER) and stored else 1
+
+
+def _check_store(args: argparse.Namespace) -> None:
+    """Before anything runs, the store must take a record, or one line says why (exit 2).  A dry run and a
+    follower node store nothing."""
+    from harness.run.store import check_writable, default_store
+
+    if not (args.no_store or getattr(args, "dry_run", False) or args.node_rank > 0):
+        check_writable(args.store or default_store())
 
 
 def _names(text: str | None, flag: str) -> tuple[str, ...] | None:
@@ -128,7 +137,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from harness.report.knob_tables import TABLES
     from harness.report.tables import print_records
     from harness.run.presets import PRESETS
-    from harness.run.store import default_store
+    from harness.run.store import UNSAVED, default_store
     from harness.run.sweep import run_sweep, validate_all
 
     notes: list[str] = []
@@ -140,6 +149,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_sweep(checked)
     store_path = None if args.no_store else (args.store or default_store())
+    _check_store(args)
+    unsaved = len(UNSAVED)
     records = run_sweep(specs, store_path, show_progress=sys.stderr.isatty(), rdzv=rdzv,
                         predict=args.predict, simulate=args.simulate)
     rows = [r.to_row() for r in records]
@@ -150,4 +161,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     ok = sum(r["status"] == "ok" for r in rows)
     where = f" -> {store_path}" if store_path else ""
     print(f"{ok}/{len(rows)} ok{where}", file=sys.stdout if args.format == "table" else sys.stderr)
-    return 1 if args.fail_on_error and ok < len(rows) else 0
+    lost = len(UNSAVED) - unsaved
+    if lost:
+        print(f"spacetime: {lost} record(s) could not be stored in {store_path}; the lines above say where "
+              "each is kept", file=sys.stderr)
+    return 1 if (args.fail_on_error and ok < len(rows)) or lost else 0

@@ -35,6 +35,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no records in {args.store or store.default_store()} match")
         return 0
+    store.check_writable(args.out, flag="out")  # a file or a place that cannot be written: one line, exit 2
     out = console()
     if args.format == "table":
         for model, group in by_model(rows).items():

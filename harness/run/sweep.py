@@ -49,7 +49,7 @@ def run_sweep(specs: list[RunSpec], store_path: Path | None, show_progress: bool
             if record.status != "unsupported":
                 annotate(record, predict, simulate)
             if store_path is not None and record.status != FOLLOWER:
-                store.append([record], store_path)
+                store.save([record], store_path)  # a record the store refuses is kept elsewhere
             records.append(record)
             progress.advance(task)
     return records
