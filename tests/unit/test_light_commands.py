@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,12 @@ def light(*argv: str) -> tuple[int, str]:
     last = json.loads(proc.stderr.strip().splitlines()[-1])
     assert last["heavy"] == [], f"spacetime {' '.join(argv)} imported {last['heavy']}"
     return last["exit"], proc.stdout
+
+
+def table_rows(out: str, names: Iterable[str]) -> dict[str, list[str]]:
+    """The words of each table row that starts with one of `names`, by name, whatever the table's borders."""
+    words = (line.replace("│", " ").split() for line in out.splitlines())
+    return {row[0]: row for row in words if row and row[0] in set(names)}
 
 
 def expected_estimate(fields: dict[str, Any], gpu: str | None = None, gpu_memory: str | None = None,
@@ -117,7 +124,7 @@ def test_estimate_table_shows_predicts_peak() -> None:
 def test_zoo_lists_every_model_with_its_parameter_count() -> None:
     code, out = light("zoo")
     assert code == 0
-    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.startswith("│")}
+    rows = table_rows(out, ZOO)
     assert set(rows) == set(ZOO)
     for name, cfg in ZOO.items():
         assert f"{cfg.param_count():,}" in rows[name]
@@ -126,11 +133,10 @@ def test_zoo_lists_every_model_with_its_parameter_count() -> None:
 def test_strategies_lists_every_builtin_and_whether_estimate_models_it() -> None:
     code, out = light("strategies")
     assert code == 0
-    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in out.splitlines() if line.startswith("│")]
-    rows = {c[0]: c for c in cells if c[0]}
+    rows = table_rows(out, BUILTINS)
     assert list(rows) == list(BUILTINS)
-    for name, row in rows.items():
-        assert row[3] == ("yes" if has_memory_model(get_strategy(name)) else "no"), name
+    for name, row in rows.items():  # the last two columns: estimate, simulate
+        assert row[-2] == ("yes" if has_memory_model(get_strategy(name)) else "no"), name
 
 
 def test_show_lists_the_stored_records(tmp_path: Path) -> None:
