@@ -71,10 +71,21 @@ struct CountingAllocator final : c10::Allocator {
 };
 
 CountingAllocator* allocator = new CountingAllocator();  // must outlive every tensor
+c10::Allocator* previous = nullptr;  // the allocator install() replaced
 
 void install() {
   owner_thread.store(std::this_thread::get_id());
+  if (c10::GetCPUAllocator() != allocator) {
+    previous = c10::GetCPUAllocator();
+  }
   c10::SetCPUAllocator(allocator, /*priority=*/100);
+}
+
+// Tensors allocated while installed keep their counted deleter, so they are still counted when freed.
+void uninstall() {
+  if (previous != nullptr && c10::GetCPUAllocator() == allocator) {
+    c10::SetCPUAllocator(previous, /*priority=*/100);
+  }
 }
 
 void reset_peak() { owner.reset_peak(); }
@@ -85,6 +96,7 @@ int64_t peak_bytes() { return owner.peak.load(); }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("install", &install, "Count every later CPU allocation; the calling thread becomes the owner");
+  m.def("uninstall", &uninstall, "Put back the allocator install() replaced (counting stops for new tensors)");
   m.def("reset_peak", &reset_peak, "Set the peak to the current live bytes");
   m.def("current_bytes", &current_bytes, "Live bytes of the owner thread's tensors");
   m.def("peak_bytes", &peak_bytes, "Largest live bytes since install or the last reset_peak");
