@@ -103,3 +103,28 @@ def test_asv_check_discovers_the_suite() -> None:
                             env={**os.environ, "SPACETIME_ASV_PRESET": "cpu"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "TrainStep.track_peak_bytes" in result.stdout or "Discovering benchmarks" in result.stdout
+
+
+def test_overhead_benchmark_launches_at_setup_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import benchmarks.overhead as overhead
+
+    calls: list[Any] = []
+
+    def job(args: Any) -> dict[str, Any]:
+        calls.append(args)
+        return {"strategies": {name: {"ratio_p50": 1.0 + i / 100} for i, name in enumerate(overhead.STRATEGIES)}}
+
+    monkeypatch.setattr(overhead, "run_job", job)
+    monkeypatch.setenv("SPACETIME_ASV_PRESET", "cpu")
+    monkeypatch.syspath_prepend(str(ROOT))
+    import benchmarks.bench_overhead as module
+
+    module = importlib.reload(module)
+    assert calls == []  # discovery launches nothing
+    bench = module.HarnessOverhead()
+    assert bench.params == (list(overhead.STRATEGIES),) and bench.track_overhead_fraction.unit == "fraction"
+    cache = bench.setup_cache()
+    (args,) = calls
+    assert (args.model, args.device, args.nproc) == ("125m", "cpu", 2)
+    fractions = [bench.track_overhead_fraction(cache, name) for name in overhead.STRATEGIES]
+    assert fractions == [pytest.approx(i / 100) for i in range(len(overhead.STRATEGIES))]
