@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from harness.cli import figures, listings, measure, results
 from harness.cli.flags import float_arg, int_arg
@@ -25,6 +25,16 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"spacetime: error: {message}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
+
+    def parse_known_args(  # type: ignore[override]  # one signature for typeshed's three overloads
+            self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        """argparse reads `--flag=--` as an empty list, past the flag's type: refused as a missing value."""
+        parsed, extras = super().parse_known_args(args, namespace)
+        for action in self._actions:
+            value = getattr(parsed, action.dest, None)
+            if action.option_strings and isinstance(value, list) and (value == [] or [] in value):
+                self.error(f"argument {'/'.join(action.option_strings)}: expected one argument")
+        return parsed, extras
 
 
 def build_parser() -> argparse.ArgumentParser:

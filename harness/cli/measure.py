@@ -136,14 +136,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from harness.report.console import console
     from harness.report.knob_tables import TABLES
     from harness.report.tables import print_records
-    from harness.run.presets import PRESETS
+    from harness.run.presets import PRESETS, sweep_error
     from harness.run.store import UNSAVED, default_store
     from harness.run.sweep import run_sweep, validate_all
 
     notes: list[str] = []
-    specs = _planned(args, notes)
-    rdzv = rendezvous_from(args)
-    checked = validate_all(specs[: len(specs) // args.repeat])  # bad input: one line, before the note or a run
+    try:  # bad input: one line naming the sweep's flag, before the preset's note or any run
+        specs = _planned(args, notes)
+        rdzv = rendezvous_from(args)
+        checked = validate_all(specs[: len(specs) // args.repeat])
+    except SpecError as bad:
+        raise sweep_error(bad) from None
     for note in notes:
         print(note, file=sys.stderr)
     if args.dry_run:

@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from harness.core.errors import SpecError
-from harness.core.limits import check_int, check_spec_limits
+from harness.core.limits import LIMITS, check_int, check_spec_limits
 from harness.core.spec import RunSpec
+from harness.models.zoo import ZOO
 from strategies import get_strategy, strategy_names
 
 CORE = ("single", "ddp", "fsdp_full_shard", "fsdp_shard_grad_op", "fsdp_hybrid_shard", "fsdp_offload", "tp",
@@ -33,6 +34,10 @@ def matrix(strategies: Iterable[str], models: Iterable[str], nproc: int, global_
             if global_batch % per:
                 raise SpecError("global_batch", f"{global_batch} is not divisible by {name}'s {dp} data-parallel "
                                 f"ranks x {base.grad_accum} accumulation steps", f"a multiple of {per}")
+            most = LIMITS["batch_size"][1]
+            if global_batch // per > most:
+                raise SpecError("global_batch", f"{global_batch} gives {name} {global_batch // per} sequences per "
+                                f"rank and micro-batch, above {most}", f"a multiple of {per} up to {most * per}")
             specs.append(spec.with_(batch_size=global_batch // per))
     return specs
 
@@ -114,6 +119,7 @@ def plan(name: str, base: RunSpec, exact: bool = False, **overrides: Any) -> lis
     for field in ("nproc", "global_batch", "seq_len", "warmup", "steps"):
         if overrides.get(field) is not None:
             check_int(field, overrides[field])
+    _check_names(overrides.get("models"), overrides.get("strategies"), base)
     p = replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
     models = p.models
     if p.cuda_models and overrides.get("models") is None and _runs_on_cuda(base):
@@ -126,6 +132,28 @@ def plan(name: str, base: RunSpec, exact: bool = False, **overrides: Any) -> lis
         block = replace(p, strategies=strategies or tuple(strategy_names()), models=block_models)
         specs += [spec for spec in _plan_block(block, base, exact) if spec not in specs]
     return specs
+
+
+def _check_names(models: tuple[str, ...] | None, strategies: tuple[str, ...] | None, base: RunSpec) -> None:
+    """--models (zoo models a run can measure; a custom model's name is its own) and --strategies."""
+    runnable = [n for n, c in ZOO.items() if c.measurable]
+    bad = [m for m in models or () if m not in runnable and not base.model_config]
+    if bad:
+        raise SpecError("models", f"no measurable zoo model {', '.join(map(repr, bad))}", ", ".join(runnable))
+    names = strategy_names()
+    bad = [s for s in strategies or () if s not in names]
+    if bad:
+        raise SpecError("strategies", f"unknown strategy {', '.join(map(repr, bad))}", ", ".join(names))
+
+
+SWEEP_FLAGS = {"model": "models", "strategy": "strategies"}  # a spec's field -> the sweep flag that sets it
+
+
+def sweep_error(bad: SpecError) -> SpecError:
+    """A spec's bad input as the sweep's flags name it (--strategies for a strategy that refuses the spec)."""
+    if bad.field not in SWEEP_FLAGS:
+        return bad
+    return SpecError(SWEEP_FLAGS[bad.field], str(bad).split(": ", 1)[1])
 
 
 def _plan_block(p: Preset, base: RunSpec, exact: bool) -> list[RunSpec]:
