@@ -142,3 +142,14 @@ def test_a_sweep_dry_run_prints_each_spec_and_launches_nothing(capsys: pytest.Ca
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(line["status"], line["spec"]["strategy"]) for line in lines] == [("planned", "ddp"), ("planned", "tp")]
     assert not (tmp_path / "store").exists()
+
+
+def test_the_docs_give_every_range() -> None:
+    from harness.core.limits import FLOAT_LIMITS
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    text = (docs / "measuring.md").read_text() + (docs / "knobs.md").read_text()
+    ranges = [f"{lo}..{hi:,}" for lo, hi in LIMITS.values()] + [f"{lo:.0f}..{hi:,.0f}" for lo, hi in
+                                                                 FLOAT_LIMITS.values()]
+    assert [r for r in ranges if r not in text] == []
+    assert f"at most {RANKS_PER_CORE} ranks per core" in text
