@@ -9,7 +9,8 @@ from harness.core.spec import RunSpec
 
 SCHEMA_VERSION = 4  # 2: memory knob columns, trainable_params, optimizer_class; 3: nnodes;
 #                    4: predicted_peak_bytes, simulated_peak_bytes, simulate_error
-STATUSES = ("ok", "oom", "timeout", "error", "unsupported")
+INTERRUPTED = "interrupted"  # stopped by Ctrl-C or SIGTERM while measuring: says nothing of the spec
+STATUSES = ("ok", "oom", "timeout", "error", "unsupported", INTERRUPTED)
 FOLLOWER = "follower"  # a non-zero node of a multi-node run finished its part; never stored
 
 

@@ -1,6 +1,8 @@
 """Launch one measured run as its own `torch.distributed.run` subprocess, with a timeout.
 
-Whatever happens (crash, OOM, hang, timeout) the caller gets a Record with a status, never an exception.
+Whatever happens (crash, OOM, hang, timeout) the caller gets a Record with a status, never an exception;
+only Ctrl-C and SIGTERM stop the caller (Interrupted, a KeyboardInterrupt carrying the run's record).  How no
+process outlives a run, whatever dies: harness/run/processes.py.
 """
 
 from __future__ import annotations
@@ -17,9 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.host import PROJECT_ROOT
-from harness.core.record import FOLLOWER, Record
+from harness.core.record import FOLLOWER, INTERRUPTED, Record
 from harness.core.spec import RunSpec
 from harness.run.nodes import NODE_RANK_ENV, Rendezvous
+from harness.run.oom_kills import OomKills, after_run, read_oom_kills
+from harness.run.processes import (
+    RUN_DIR_PREFIX,
+    RUN_ENV,
+    Interrupted,
+    kill_run,
+    run_env,
+    signals_ignored,
+    spawn,
+    stop_signal,
+)
 from harness.run.records import failed_record, from_result
 from harness.train.cpu_allocator import counting_allocator
 from strategies import get_strategy
@@ -58,69 +71,84 @@ def _tail(text: str, n: int = TAIL_LINES) -> str:
     return "\n".join(lines[-n:])
 
 
-def error_report(output: str, logs: Path) -> str:
-    """The failing rank's own last lines, found through torchrun's "Root Cause" block, else the tail of
-    torchrun's output."""
-    match = re.search(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(\S+)(?:.*?\((\w+)\))?", output,
-                      re.DOTALL)
-    if match:
-        rank, code, signame = match.groups()
-        for stderr in sorted(logs.glob(f"**/{rank}/stderr.log")):
-            head = f"rank {rank} exited with {code}" + (f" ({signame})" if signame else "")
-            return head + "\n" + _tail(stderr.read_text(errors="replace"))
-    return _tail(output)
-
-
-def classify(returncode: int, output: str) -> str:
-    """Status of a run that produced no result: `oom` when the output shows an allocation failure or a
-    SIGKILL (the kernel's OOM killer), else `error`."""
-    if any(marker in output for marker in _OOM_MARKERS):
-        return "oom"
-    if returncode in (-signal.SIGKILL, 128 + signal.SIGKILL) or "Signal 9 (SIGKILL)" in output:
-        return "oom"
-    return "error"
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (Linux /proc): torchrun starts each rank in a session of its own, so
-    killing torchrun's process group leaves the ranks running."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+def _how(code: int) -> str:
+    if code < 0:
         try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue  # exited while we looked
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        kids = children.get(todo.pop(), [])
-        found += kids
-        todo += kids
-    return found
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with {code}"
 
 
-def _run(cmd: list[str], log: Path, timeout_s: float, node_rank: int = 0) -> int | None:
-    """Run cmd in its own process group with output to `log`; None on timeout (torchrun and ranks killed)."""
+def _failures(output: str) -> list[tuple[int, int]]:
+    """(rank, exit code) of each failed rank in torchrun's report, its "Root Cause" first."""
+    head, _, root = output.partition("Root Cause")
+    found = re.findall(r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", root, re.DOTALL)
+    found += re.findall(r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", head.rpartition("Failures:")[2], re.DOTALL)
+    return [(int(rank), int(code)) for rank, code in found] if root else []
+
+
+def _root_cause(output: str) -> tuple[int, int] | None:
+    """(rank, exit code) of the failure that brought the run down: a rank killed by a signal (torchrun's
+    own SIGTERM aside) where there is one, for its peers then fail only *because* of it (torchrun's root
+    cause is the earliest failure to the second, and a peer's "connection reset" can tie with it), else
+    torchrun's root cause."""
+    failures = _failures(output)
+    killed = [f for f in failures if f[1] < 0 and f[1] != -signal.SIGTERM]
+    return next(iter(killed or failures), None)
+
+
+def error_report(returncode: int, output: str, logs: Path) -> tuple[str, str]:
+    """(who failed and how, their last lines): the failing rank's own stderr (the rank found through
+    torchrun's report), else the tail of torchrun's output."""
+    cause = _root_cause(output)
+    if cause is None:
+        return ("torchrun " + _how(returncode) if returncode < 0 else ""), _tail(output)
+    rank, code = cause
+    logged = [p.read_text(errors="replace") for p in sorted(logs.glob(f"**/{rank}/stderr.log"))]
+    return f"rank {rank} {_how(code)}", _tail("".join(logged[:1])) or _tail(output)  # a killed rank may say nothing
+
+
+def classify(returncode: int, output: str, oom: OomKills | None = None) -> tuple[str, str]:
+    """(status, why) of a run that produced no result.  `oom` when the output shows an allocation failure,
+    or when a rank (or torchrun) died of SIGKILL *and* the kernel counted an OOM kill during the run (`oom`:
+    the count before and after); any other SIGKILL is someone else's kill, so `error`."""
+    marker = next((m for m in _OOM_MARKERS if m in output), None)
+    if marker:
+        return "oom", f"allocation failed ({marker})"
+    cause = _root_cause(output)
+    if returncode != -signal.SIGKILL and (cause is None or cause[1] != -signal.SIGKILL):
+        return "error", ""
+    evidence = (oom or OomKills(None)).describe()
+    if oom is not None and oom.happened:
+        return "oom", f"the OOM killer: {evidence}"
+    return "error", f"not the OOM killer: {evidence}"
+
+
+def _run(cmd: list[str], log: Path, timeout_s: float, env: dict[str, str]) -> int | None:
+    """Run torchrun with output to `log`; None on timeout (the run killed).  Ctrl-C or SIGTERM kills the run
+    at once and raises Interrupted."""
+    tag = env[RUN_ENV]
     with log.open("w") as sink:
-        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=_env(node_rank),
-                                start_new_session=True)
+        proc = spawn(cmd, sink, env)
         try:
-            return proc.wait(timeout=timeout_s)
+            returncode = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            ranks = descendants(proc.pid)
-            os.killpg(proc.pid, signal.SIGKILL)
-            for pid in ranks:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            proc.wait()
+            kill_run(proc, tag)
             return None
+        except KeyboardInterrupt as stop:
+            with signals_ignored():
+                kill_run(proc, tag)
+            raise Interrupted(stop_signal(stop)) from None
+        if returncode != 0:  # torchrun stopped its ranks; anything they started goes too
+            kill_run(proc, tag)
+        return returncode
 
 
 def launch(spec: RunSpec, rdzv: Rendezvous | None = None) -> Record:
     """Run a validated spec; always returns a Record.  On a node other than 0 of a multi-node run the
-    record's status is `follower` when this node's ranks finished: node 0 holds the figures."""
+    record's status is `follower` when this node's ranks finished: node 0 holds the figures.  Ctrl-C or
+    SIGTERM kills the run and raises Interrupted with the run's record (status `interrupted`)."""
     start = time.perf_counter()
     if spec.device == "cpu":  # build the CPU memory counter here, once, not in every rank under the timeout
         try:
@@ -131,10 +159,18 @@ def launch(spec: RunSpec, rdzv: Rendezvous | None = None) -> Record:
         get_strategy(spec.strategy).prepare_host(spec)
     except Exception as why:  # e.g. DeepSpeed's ops do not compile here
         return failed_record(spec, "error", f"preparing {spec.strategy} on this host failed: {why}")
-    with tempfile.TemporaryDirectory(prefix="spacetime-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=RUN_DIR_PREFIX, ignore_cleanup_errors=True) as tmp:
         out, log, logs = Path(tmp) / "result.json", Path(tmp) / "output.log", Path(tmp) / "ranks"
         node_rank = rdzv.node_rank if rdzv and spec.nnodes > 1 else 0
-        returncode = _run(torchrun_command(spec, out, logs, rdzv), log, spec.timeout_s, node_rank)
+        oom = read_oom_kills()
+        try:
+            returncode = _run(torchrun_command(spec, out, logs, rdzv), log, spec.timeout_s,
+                              {**_env(node_rank), **run_env(Path(tmp))})
+        except Interrupted as stop:
+            wall = time.perf_counter() - start
+            stop.record = failed_record(spec, INTERRUPTED, f"interrupted by {signal.Signals(stop.signum).name} "
+                                        f"after {wall:.1f} s; torchrun and its ranks were killed", wall)
+            raise
         wall = time.perf_counter() - start
         if returncode == 0 and node_rank > 0:
             return failed_record(spec, FOLLOWER, f"node {node_rank} of {spec.nnodes} finished; node 0 keeps the "
@@ -149,5 +185,7 @@ def launch(spec: RunSpec, rdzv: Rendezvous | None = None) -> Record:
         if returncode is None:
             last = _tail(ranks_text or text)
             return failed_record(spec, "timeout", f"no result after {spec.timeout_s:g} s\n{last}", wall)
-        status = classify(returncode, text + ranks_text)
-        return failed_record(spec, status, f"exit {returncode}; {error_report(text, logs)}", wall)
+        status, verdict = classify(returncode, text + ranks_text, after_run(oom))
+        who, last = error_report(returncode, text, logs)
+        head = "; ".join(part for part in (f"exit {returncode}", who, verdict) if part)
+        return failed_record(spec, status, f"{head}\n{last}", wall)

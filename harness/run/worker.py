@@ -23,6 +23,7 @@ from harness.models.llama import build_model
 from harness.models.materialize import param_dtype
 from harness.models.zoo import config_for
 from harness.run.nodes import NODE_RANK_ENV
+from harness.run.processes import watch_launcher
 from harness.train.measure import device_name, memory_probe, reset_rss_peak, rss_peak_bytes, synchronize, time_steps
 from harness.train.optimizer import make_optimizer_factory
 from harness.train.world import World, close_world, init_world
@@ -102,6 +103,7 @@ def _writes_result(world: World) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    watch_launcher()  # no rank outlives its launcher or torchrun (harness/run/processes.py)
     parser = argparse.ArgumentParser(prog="harness.run.worker")
     parser.add_argument("--spec", required=True, help="RunSpec as JSON")
     parser.add_argument("--out", required=True, help="rank 0 writes the result JSON here")
