@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from harness.cli.flags import int_arg, rendezvous_from, spec_fields, spec_flags
@@ -46,12 +49,45 @@ def _add_side_by_side_flags(parser: argparse.ArgumentParser) -> None:
                         "(a fake-tensor run of the same spec, in a process of its own)")
 
 
+def _stoppable(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Ctrl-C or SIGTERM: the run measuring is killed and stored as `interrupted` (by launch, and by the sweep
+    or cmd_run), the records finished before it are kept, one line says so, and the exit status is 128 + the
+    signal's number (130 for SIGINT, 143 for SIGTERM), as a shell reports a command the signal stopped."""
+    @functools.wraps(command)
+    def stoppable(args: argparse.Namespace) -> int:
+        from harness.run.processes import sigterm_interrupts, stop_signal
+
+        try:
+            with sigterm_interrupts():
+                return command(args)
+        except KeyboardInterrupt as stop:
+            print(f"spacetime: {_stopped(stop, args)}", file=sys.stderr)
+            return 128 + stop_signal(stop)
+
+    return stoppable
+
+
+def _stopped(stop: KeyboardInterrupt, args: argparse.Namespace) -> str:
+    from harness.run.processes import stop_signal
+    from harness.run.store import default_store
+
+    line = f"interrupted by {signal.Signals(stop_signal(stop)).name}"
+    if getattr(stop, "record", None) is not None:
+        line += "; the run measuring was killed" + ("" if args.no_store else " and stored as `interrupted`")
+    if not args.no_store:
+        kept = "records finished before it are kept" if args.command == "sweep" else "store"
+        line += f"; {kept}: {args.store or default_store()}"
+    return line
+
+
+@_stoppable
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.core.record import FOLLOWER
     from harness.report.tables import print_records
     from harness.run import store
     from harness.run.annotate import annotate
     from harness.run.launch import launch
+    from harness.run.processes import Interrupted
     from harness.run.records import failed_record
     from harness.run.validate import validate
     from strategies import get_strategy
@@ -66,6 +102,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(json.dumps({"spec": json.loads(spec.to_json()), "framework_config": config}, indent=2))
             return 0
         record = annotate(launch(spec, rdzv), args.predict, args.simulate)
+    except Interrupted as stop:  # the run, killed, is kept as `interrupted`
+        if stop.record is not None and not args.no_store:
+            store.save([stop.record], args.store)
+        raise
     except Unsupported as why:
         if args.dry_run:  # a dry run stores nothing, whatever it finds
             print(f"spacetime: unsupported: {why}", file=sys.stderr)
@@ -132,6 +172,7 @@ def _dry_sweep(checked: list[Any]) -> int:
     return 0
 
 
+@_stoppable
 def cmd_sweep(args: argparse.Namespace) -> int:
     from harness.report.console import console
     from harness.report.knob_tables import TABLES

@@ -1,5 +1,6 @@
 """Sweeps: a list of RunSpecs (a preset, run/presets.py) validated up front, then launched one by one into the
-store; a run that fails is a record, and the sweep goes on."""
+store; a run that fails is a record, and the sweep goes on.  Ctrl-C or SIGTERM stops the sweep: every record
+finished so far is already stored, and the run that was measuring is stored with status `interrupted`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from harness.run import store
 from harness.run.annotate import annotate
 from harness.run.launch import launch
 from harness.run.nodes import Rendezvous
+from harness.run.processes import Interrupted
 from harness.run.records import failed_record
 from harness.run.validate import validate
 
@@ -45,11 +47,25 @@ def run_sweep(specs: list[RunSpec], store_path: Path | None, show_progress: bool
         for index, item in planned:
             label = item.spec if isinstance(item, Record) else item
             progress.update(task, description=f"{label.strategy} on {label.model} ({label.nproc} ranks)")
-            record = item if isinstance(item, Record) else launch(item, rdzv.with_run(index) if rdzv else None)
-            if record.status != "unsupported":
-                annotate(record, predict, simulate)
-            if store_path is not None and record.status != FOLLOWER:
-                store.save([record], store_path)  # a record the store refuses is kept elsewhere
-            records.append(record)
+            records.append(_run_one(item, rdzv.with_run(index) if rdzv else None, store_path, predict, simulate))
             progress.advance(task)
     return records
+
+
+def _run_one(item: RunSpec | Record, rdzv: Rendezvous | None, store_path: Path | None, predict: bool,
+             simulate: bool) -> Record:
+    """Launch (unless `item` is already a record), annotate and store one run.  On Ctrl-C or SIGTERM the run
+    that was measuring is stored as `interrupted` (one past its measuring, as it is) before the sweep stops."""
+    record = item if isinstance(item, Record) else None
+    try:
+        if record is None:
+            record = launch(item, rdzv)  # type: ignore[arg-type]
+        if record.status != "unsupported":
+            annotate(record, predict, simulate)
+    except Interrupted as stop:
+        record = stop.record
+        raise
+    finally:
+        if record is not None and store_path is not None and record.status != FOLLOWER:
+            store.save([record], store_path)  # a record the store refuses is kept elsewhere
+    return record
