@@ -6,16 +6,21 @@ from collections.abc import Iterable
 from typing import Any
 
 from harness.core.knobs import knob_label
+from harness.core.record import INTERRUPTED
 from harness.core.spec import RunSpec
 from harness.run.gate import case_key
 
 
 def latest(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The newest record of each case (what was run, where), in first-seen order."""
+    """The newest record of each case (what was run, where), in first-seen order; an `interrupted` one only
+    where the case has no other (a run stopped by Ctrl-C says nothing of the case)."""
+    def order(row: dict[str, Any]) -> tuple[bool, str]:
+        return row.get("status") != INTERRUPTED, row.get("utc_time") or ""
+
     newest: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
         key = case_key(row)
-        if key not in newest or (row.get("utc_time") or "") >= (newest[key].get("utc_time") or ""):
+        if key not in newest or order(row) >= order(newest[key]):
             newest[key] = row
     return list(newest.values())
 

@@ -15,7 +15,7 @@ from harness.report.columns import MACHINE, Column, Fitted, emit, fields
 from harness.report.console import console
 from harness.run.annotate import ERROR_COLUMNS, relative_error
 
-_STATUS_STYLE = {"ok": "green", "unsupported": "yellow"}
+_STATUS_STYLE = {"ok": "green", "unsupported": "yellow", "interrupted": "yellow"}  # red: the spec failed
 KNOB_FIELDS = ("dtype", "activation_checkpointing", "ckpt_every", "lora_rank", "lora_alpha", "lora_targets", "quant",
                "optimizer", "grad_accum")
 assert {field for field, _ in KNOBS.values()} <= set(KNOB_FIELDS)

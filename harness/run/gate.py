@@ -9,7 +9,7 @@ Each figure has a noise-aware tolerance:
 - time is noisy, so its tolerance is wider and comes from the records' own spread: the largest of a floor
   (10% by default), twice the widest p10-p90 range (relative to p50) among the runs compared, and twice the
   range of p50 between repeats on either side; medians over repeats are compared.
-A case whose baseline was `ok` and whose candidate is not is a regression too.
+A case whose baseline was `ok` and whose candidate is not is a regression too (an `interrupted` run aside).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.core.errors import SpecError
+from harness.core.record import INTERRUPTED
 from harness.core.spec import RunSpec
 
 # Spec fields that do not change what a run measures, so records that differ only in these still match.
@@ -132,7 +133,9 @@ def compare_case(case: str, base: list[dict[str, Any]], cand: list[dict[str, Any
 def compare(rows: list[dict[str, Any]], baseline: str | None = None, candidate: str | None = None,
             time_floor: float = TIME_REL_FLOOR) -> tuple[str, str, list[Change]]:
     """Compare the candidate commit's records (default: the newest commit) with the baseline's (default:
-    the commit stored before it).  Returns (baseline, candidate, changes)."""
+    the commit stored before it).  Returns (baseline, candidate, changes).  An `interrupted` record (Ctrl-C,
+    SIGTERM) says nothing of the code, so the gate passes over it: a case with nothing else is `missing`."""
+    rows = [row for row in rows if row.get("status") != INTERRUPTED]
     known = commits(rows)
     if not known:
         raise SpecError("store", "holds no records to compare")
