@@ -5,7 +5,9 @@ its dist-info (never imported by spacetime itself).  Tests put this folder on sy
 - `crash`, `hang`, `oom`: strategies that fail the ways real runs fail, to test that each becomes a record;
 - `planted`: DDP that also holds $SPACETIME_PLANTED_EXTRA x the model-state bytes (16 B/param) in an extra
   buffer, a memory regression of known size for the regression gate's tests;
-- `broken` (broken.py): a module that fails to import, as a plugin with a missing dependency does.
+- `broken` (broken.py): a module that fails to import, as a plugin with a missing dependency does;
+- `fault_kill`, `fault_raise`, `fault_hang`, `fault_oom` (faults.py): DDP with a fault injected on the last
+  rank mid-run, for the fault-injection suite; `unsupported` unless $SPACETIME_FAULT_DIR is set.
 """
 
 from __future__ import annotations
