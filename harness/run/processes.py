@@ -66,6 +66,9 @@ def sigterm_interrupts() -> Iterator[None]:
     def raise_interrupted(signum: int, frame: object) -> None:
         raise Interrupted(signum)
 
+    if threading.current_thread() is not threading.main_thread():  # handlers belong to the main thread
+        yield
+        return
     previous = signal.signal(signal.SIGTERM, raise_interrupted)
     try:
         yield
