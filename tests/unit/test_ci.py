@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +143,69 @@ def test_workflow_keeps_deepspeeds_compiled_ops_between_nights() -> None:
               s["with"]["path"] == ".torch-extensions"]
     assert [s["uses"].split("@")[0] for s in cached] == ["actions/cache/restore", "actions/cache/save"]
     assert cached[1].get("if") == "always()"
+
+
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DASHBOARD_CHECK = ROOT / "ci" / "dashboard-check"
+
+
+def _sh_lines(page: Path) -> list[str]:
+    blocks = re.findall(r"^```sh\n(.*?)^```$", page.read_text(), flags=re.M | re.S)
+    return [line.strip() for block in blocks for line in block.replace("\\\n", " ").splitlines()]
+
+
+def test_every_asv_run_line_the_pages_show_names_its_machine() -> None:
+    """Without --machine, asv asks for the machine's details on a host it has no entry for (EOFError where
+    nothing can answer): every documented `asv run` passes the name asv_machine records."""
+    runs = [(page.name, part.strip()) for page in PAGES for line in _sh_lines(page) for part in line.split("&&")
+            if part.strip().startswith("asv run")]
+    assert runs, "the pages show no asv run line"
+    unnamed = [(page, run) for page, run in runs if '--machine "$(python -m harness.run.asv_machine)"' not in run]
+    assert not unnamed, unnamed
+
+
+def _dashboard_check(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(DASHBOARD_CHECK), *args], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT, env=env)
+
+
+def test_dashboard_check_docstring_names_only_flags_it_has() -> None:
+    helped = set(re.findall(r"--[a-z][\w-]*", _dashboard_check("--help").stdout))
+    doc = ast.get_docstring(ast.parse(DASHBOARD_CHECK.read_text())) or ""
+    named = set(re.findall(r"--[a-z][\w-]*", doc))
+    assert named and named <= helped, named - helped
+
+
+def _published(folder: Path, with_results: bool = True) -> Path:
+    """The files `asv publish` writes that dashboard-check reads before it opens a browser."""
+    (folder / "graphs" / "summary").mkdir(parents=True)
+    (folder / "index.html").write_text("<html></html>")
+    (folder / "index.json").write_text(json.dumps({"benchmarks": {"b.T.track_peak_bytes": {}},
+                                                   "revision_to_hash": {"1": "abc"}}))
+    if with_results:
+        (folder / "graphs" / "summary" / "b.T.track_peak_bytes.json").write_text("[[1, 2.0]]")
+    return folder
+
+
+def test_dashboard_check_says_in_one_line_why_it_cannot_judge(tmp_path: Path) -> None:
+    committed = ROOT / "docs" / "asv-dashboard.png"
+    before = committed.read_bytes()
+    no_browser = tmp_path / "bin"
+    no_browser.mkdir()
+    for tool in ("git",):
+        (no_browser / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    cases = [
+        ([], None, "the following arguments are required: --out"),
+        (["--out", str(tmp_path / "a.png"), "--html", str(tmp_path / "none")], None, "run `asv publish` first"),
+        (["--out", str(tmp_path / "a.png"), "--html", str(_published(tmp_path / "empty", with_results=False))],
+         None, "no benchmark in"),
+        (["--out", str(committed), "--html", str(_published(tmp_path / "html"))], None, "which git tracks"),
+        (["--out", str(tmp_path / "a.png"), "--html", str(tmp_path / "html")],
+         {"PATH": str(no_browser), "HOME": str(tmp_path)}, "no Chromium found"),
+    ]
+    for args, env, why in cases:
+        result = _dashboard_check(*args, env=env)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and why in lines[-1], (args, result.stdout, result.stderr)
+        assert "cannot judge" in lines[-1] or "required" in lines[-1]
+    assert committed.read_bytes() == before and not (tmp_path / "a.png").exists()
