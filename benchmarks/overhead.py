@@ -84,8 +84,10 @@ def _counter(device: Any) -> Any:
     return counting_allocator() if device.type == "cpu" else None
 
 
-def measure_strategy(spec: Any, world: Any, pairs: int, block_steps: int, warmup: int) -> dict[str, Any]:
-    """Build the strategy as the worker does, warm both paths up, then `pairs` harness/bare pairs of blocks."""
+def measure_strategy(spec: Any, world: Any, pairs: int, block_steps: int, warmup: int,
+                     bare_counter: bool = False) -> dict[str, Any]:
+    """Build the strategy as the worker does, warm both paths up, then `pairs` harness/bare pairs of blocks.
+    `bare_counter`: the bare loop keeps the CPU memory counter installed (what is left is the step's code)."""
     from harness.models.llama import build_model
     from harness.models.materialize import param_dtype
     from harness.models.zoo import config_for
@@ -99,34 +101,39 @@ def measure_strategy(spec: Any, world: Any, pairs: int, block_steps: int, warmup
     memory_probe(world.device).start()  # the worker installs the counter before the model is built
     model = build_model(config_for(spec), spec.seq_len).to(param_dtype(spec))
     prepared = strategy.wrap(model, make_optimizer_factory(spec), world, spec)
-    counter = _counter(world.device)
+    counter = None if bare_counter else _counter(world.device)
 
-    def run(kind: str, block: Sequence[Any]) -> tuple[list[float], Any]:
+    def run(kind: str, block: Sequence[Any]) -> tuple[list[float], float]:
+        """The block's step seconds (wall) and the process's CPU seconds over the whole block."""
+        cpu = time.process_time()
         if kind == "harness":
-            return harness_block(prepared, block, world.device)
+            return harness_block(prepared, block, world.device)[0], time.process_time() - cpu
         if counter is not None:
             counter.uninstall()
         try:
-            return bare_block(prepared.model, prepared.optimizer, block, world.device)
+            return bare_block(prepared.model, prepared.optimizer, block, world.device)[0], time.process_time() - cpu
         finally:
             if counter is not None:
                 counter.install()
 
     for kind in ("harness", "bare"):
         run(kind, batches[:warmup])
-    blocks: dict[str, list[list[float]]] = {"harness": [], "bare": []}
+    blocks: dict[str, list[Any]] = {"harness": [], "bare": [], "harness_cpu": [], "bare_cpu": []}
     first = []
     for pair in range(pairs):
         block = batches[warmup + pair * block_steps: warmup + (pair + 1) * block_steps]
         order = ("harness", "bare") if pair % 2 == 0 else ("bare", "harness")
         first.append(order[0])
         for kind in order:
-            blocks[kind].append(run(kind, block)[0])
+            wall, cpu = run(kind, block)
+            blocks[kind].append(wall)
+            blocks[f"{kind}_cpu"].append(cpu)
     return {"rank": world.rank, **blocks, "first": first}
 
 
 def summarize(ranks: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per pair: each step at its slowest rank, summed over the block; the ratio harness / bare."""
+    """Per pair: each step at its slowest rank, summed over the block; the ratio harness / bare.  And the same
+    ratio of CPU seconds (all ranks' processes over each block), which a busy machine disturbs less."""
     from harness.train.measure import percentile
 
     def block_seconds(kind: str) -> list[float]:
@@ -134,11 +141,16 @@ def summarize(ranks: list[dict[str, Any]]) -> dict[str, Any]:
         return [sum(max(steps) for steps in zip(*(rank[i] for rank in per_rank), strict=True))
                 for i in range(len(per_rank[0]))]
 
+    def spread(values: list[float], name: str) -> dict[str, float]:
+        return {f"{name}_p50": percentile(values, 50), f"{name}_p10": percentile(values, 10),
+                f"{name}_p90": percentile(values, 90), f"{name}_min": min(values), f"{name}_max": max(values)}
+
     harness, bare = block_seconds("harness"), block_seconds("bare")
     ratios = [h / b for h, b in zip(harness, bare, strict=True)]
+    cpu = [sum(r["harness_cpu"][i] for r in ranks) / sum(r["bare_cpu"][i] for r in ranks)
+           for i in range(len(ratios))]
     steps = len(ranks[0]["harness"][0])
-    return {"ratios": ratios, "ratio_p50": percentile(ratios, 50), "ratio_p10": percentile(ratios, 10),
-            "ratio_p90": percentile(ratios, 90), "ratio_min": min(ratios), "ratio_max": max(ratios),
+    return {"ratios": ratios, **spread(ratios, "ratio"), "cpu_ratios": cpu, **spread(cpu, "cpu_ratio"),
             "harness_step_s": percentile(harness, 50) / steps, "bare_step_s": percentile(bare, 50) / steps,
             "first": ranks[0]["first"]}
 
@@ -157,7 +169,7 @@ def rank_job(args: argparse.Namespace) -> int:
             spec = spec_for(args.model, name, world.world_size, args.global_batch, args.seq_len,
                             args.warmup + args.pairs * args.block_steps, args.device)
             torch.manual_seed(spec.seed)
-            mine = measure_strategy(spec, world, args.pairs, args.block_steps, args.warmup)
+            mine = measure_strategy(spec, world, args.pairs, args.block_steps, args.warmup, args.bare_counter)
             gc.collect()  # the strategy's model and optimizer, before the next is built
             ranks: list[Any] = [None] * world.world_size
             dist.all_gather_object(ranks, mine)
@@ -181,6 +193,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--pairs", type=int, default=8, help="harness/bare pairs of blocks per strategy")
     parser.add_argument("--block-steps", type=int, default=2, help="steps per block")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps of each path before the pairs")
+    parser.add_argument("--bare-counter", action="store_true",
+                        help="keep the CPU memory counter installed in the bare loop too (a diagnosis: the ratio is "
+                             "then the step code's alone)")
     parser.add_argument("--out", type=Path, default=None, help="write the markdown table here")
     parser.add_argument("--json", default=None, help=argparse.SUPPRESS)  # the rank job's result file
     parser.add_argument("--rank-job", action="store_true", help=argparse.SUPPRESS)
@@ -197,10 +212,13 @@ def options(**values: Any) -> argparse.Namespace:
     return args
 
 
+_JOB_OPTIONS = ("model", "strategies", "device", "global_batch", "seq_len", "pairs", "block_steps", "warmup")
+
+
 def _job_args(args: argparse.Namespace, json_path: str) -> list[str]:
-    return ["--rank-job", "--json", json_path, "--model", args.model, "--strategies", args.strategies,
-            "--device", args.device, "--global-batch", str(args.global_batch), "--seq-len", str(args.seq_len),
-            "--pairs", str(args.pairs), "--block-steps", str(args.block_steps), "--warmup", str(args.warmup)]
+    values = [[f"--{name.replace('_', '-')}", str(getattr(args, name))] for name in _JOB_OPTIONS]
+    return ["--rank-job", "--json", json_path, *(["--bare-counter"] if args.bare_counter else []),
+            *(part for pair in values for part in pair)]
 
 
 def run_job(args: argparse.Namespace) -> dict[str, Any]:
