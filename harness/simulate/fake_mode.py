@@ -12,6 +12,7 @@ share.  The cache hits and misses are the same either way; tests/test_simulate.p
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -23,6 +24,13 @@ _PLAIN = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device
 
 
 class SimFakeMode(FakeTensorMode):
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # never compiled: no per-op wrapper turning dynamo off and on again
+
+    # FakeTensorMode's own dispatch, without the wrapper that turns dynamo off for each op (and would import it)
+    __torch_dispatch__ = inspect.unwrap(FakeTensorMode.__dict__["__torch_dispatch__"])
+
     def _prep_args_for_hash(self, result: list[Any], args: Any, state: Any,
                             id_hashed_objects: list[Any]) -> None:
         if isinstance(args, dict):

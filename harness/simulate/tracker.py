@@ -9,16 +9,45 @@ measured), and the simulation has to match the program, not the instrumented one
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import weakref
 from typing import Any
 
 import torch
+import torch.distributed
 from torch import nn
 from torch._guards import active_fake_mode
 from torch._subclasses.fake_tensor import FakeTensor
-from torch.distributed._tools.mem_tracker import _TOTAL_KEY, MemTracker, _MemRefType, _UpdateType
 from torch.distributed.tensor import DTensor
 from torch.utils._pytree import tree_leaves
+
+
+def _tools_package_on_first_use() -> None:
+    """Put `torch.distributed._tools` in place with its `__init__` deferred to the first use of one of its names.
+
+    The `__init__` imports every tool in the package, among them the runtime estimator, which imports inductor:
+    a second of a simulation's start here, for MemTracker alone.  Its submodules import as usual; the first
+    name read from the package itself (`torch.distributed._tools.FSDPMemTracker`) runs the `__init__`."""
+    name = "torch.distributed._tools"
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.loader is not None and spec.submodule_search_locations is not None
+    package = importlib.util.module_from_spec(spec)
+
+    def first_use(attr: str) -> Any:
+        del package.__dict__["__getattr__"]
+        spec.loader.exec_module(package)  # type: ignore[union-attr]
+        return getattr(package, attr)
+
+    package.__getattr__ = first_use  # type: ignore[method-assign]
+    sys.modules[name] = package
+    torch.distributed._tools = package  # type: ignore[attr-defined]
+
+
+_tools_package_on_first_use()
+from torch.distributed._tools.mem_tracker import _TOTAL_KEY, MemTracker, _MemRefType, _UpdateType  # noqa: E402
 
 _DEVICE = torch.ops.prim.device.default
 _WAIT = torch.ops._c10d_functional.wait_tensor.default

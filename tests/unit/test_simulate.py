@@ -173,3 +173,37 @@ def test_strided_verdict_reconciles_as_torchs_loop_over_all_arguments(flags: lis
         return out.use_strided_shard_as_shard_order, out.shard_order
 
     assert reconciled(_strided_verdict(schema)) == reconciled(schema)
+
+
+def test_tracker_imports_memtracker_alone_and_the_package_still_answers() -> None:
+    """tracker.py defers `torch.distributed._tools`' __init__ (every tool, inductor included); its names still
+    come from the package on first use, as the same objects."""
+    import subprocess
+    import sys
+
+    code = ("import sys, harness.simulate.tracker as t\n"
+            "print(any(m.startswith('torch._inductor') for m in sys.modules))\n"
+            "import torch.distributed._tools as tools\n"
+            "from torch.distributed._tools import FSDPMemTracker\n"
+            "print(tools.MemTracker is t.MemTracker, FSDPMemTracker.__name__)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.split() == ["False", "True", "FSDPMemTracker"]
+
+
+def test_leaves_the_garbage_collector_as_it_found_it() -> None:
+    """runner.imports_frozen: the collector skips what existed before the simulation while it runs, then
+    gets it back; the freeze at exit is registered once, however many simulations run."""
+    import atexit
+    import gc
+
+    from harness.simulate.runner import imports_frozen
+
+    assert gc.get_freeze_count() == 0
+    with imports_frozen():
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    simulate(TINY)  # imports what registers exit callbacks of its own
+    callbacks = atexit._ncallbacks()
+    simulate(TINY)
+    simulate(TINY)
+    assert gc.get_freeze_count() == 0 and atexit._ncallbacks() == callbacks
