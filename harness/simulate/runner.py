@@ -24,24 +24,15 @@ import gc
 import resource
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-import torch.distributed as dist
-
 from harness.core.errors import Unsupported
 from harness.core.knobs import KNOBS, moved_knobs
-from harness.core.memory import CATEGORIES, CUDA_CONTEXT_BYTES, PeakFigures
+from harness.core.memory import PeakFigures
 from harness.core.spec import RunSpec
-from harness.simulate.stand_ins import outside_fake_mode
-from harness.train.world import World
 
-# MemTracker's categories -> the breakdown keys `estimate` uses
-CATEGORY = {"Parameter": "params", "Buffer": "params", "Gradient": "grads", "Optstate": "optimizer",
-            "Activation": "activations", "Temp": "temporaries", "Other": "temporaries"}
-STEPS = 2
 CANNOT = {  # knob values the simulator cannot run, and why
     "quant": "bitsandbytes quantizes real weights in its own CUDA/C++ kernels, which fake tensors cannot enter",
     "optimizer=adamw8bit": "torchao's 8-bit AdamW quantizes state blocks through real data",
@@ -63,14 +54,6 @@ class Simulation(PeakFigures):
                 "rss_peak_bytes": self.rss_peak_bytes}
 
 
-class FakeWorld(World):
-    """Rank 0 of the fake process group, on the CPU; its meshes are built outside fake mode, as every other
-    DeviceMesh is (stand_ins.real_meshes)."""
-
-    def mesh(self, shape: tuple[int, ...], names: tuple[str, ...]) -> Any:
-        return outside_fake_mode(super().mesh)(shape, names)
-
-
 def check_simulable(spec: RunSpec) -> None:
     """Raise Unsupported for a strategy or knob the simulator cannot run (before anything is built)."""
     from strategies import get_strategy
@@ -86,27 +69,17 @@ def check_simulable(spec: RunSpec) -> None:
 
 
 @contextmanager
-def fake_world(spec: RunSpec) -> Iterator[FakeWorld]:
-    from torch.testing._internal.distributed.fake_pg import FakeStore
-
-    if dist.is_initialized():
-        raise RuntimeError("simulate needs a process of its own: a process group is already initialized")
-    dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=spec.nproc)
+def collector_off() -> Iterator[None]:
+    """The garbage collector off, for the imports: torch and its distributed stack make about 240k objects,
+    and the collections their growth triggers walk them again and again (a third of the imports' time here).
+    What garbage they leave is no tensor, and is collected once the simulation has ended."""
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        yield FakeWorld(0, 0, spec.nproc, torch.device("cpu"), "fake")
+        yield
     finally:
-        dist.destroy_process_group()
-
-
-def _breakdown(snapshot: dict[torch.device, dict[Any, int]], device: str) -> dict[str, int]:
-    out = dict.fromkeys(CATEGORIES, 0)
-    for per_device in snapshot.values():
-        for kind, nbytes in per_device.items():
-            name = getattr(kind, "value", kind)
-            if name != "Total":
-                out[CATEGORY.get(name, "temporaries")] += nbytes
-    out["context"] = CUDA_CONTEXT_BYTES if device == "cuda" else 0
-    return out
+        if enabled:
+            gc.enable()
 
 
 _EXIT_FREEZE: list[Any] = []  # gc.freeze, once registered to run at exit
@@ -135,36 +108,11 @@ def imports_frozen() -> Iterator[None]:
 
 def simulate(spec: RunSpec, device: str = "cpu") -> Simulation:
     """Rank 0's peak of one training step of `spec` on `device` ("cpu" or "cuda")."""
-    started = time.perf_counter()  # the lazy imports below count: FSDP, DTensor and MemTracker take 2 s
-    from harness.models.llama import build_model
-    from harness.models.materialize import param_dtype
-    from harness.models.zoo import config_for
-    from harness.simulate.fake_mode import SimFakeMode
-    from harness.simulate.stand_ins import adapt_ddp, stand_ins
-    from harness.simulate.tracker import tracker_for
-    from harness.train.optimizer import make_optimizer_factory
-    from strategies import get_strategy
-
+    started = time.perf_counter()  # the imports below count: torch, FSDP, DTensor, MemTracker and dynamo
     check_simulable(spec)
-    strategy = get_strategy(spec.strategy)
+    with collector_off():
+        from harness.simulate.fake_run import peak_breakdown
     with imports_frozen():
-        cfg = config_for(spec)
-        model = build_model(cfg, spec.seq_len).to(param_dtype(spec))  # meta, outside fake mode
-        factory = make_optimizer_factory(spec, foreach=True if device == "cuda" else None)
-        with fake_world(spec) as world, ExitStack() as stack:
-            for stand_in in stand_ins(device):
-                stack.enter_context(stand_in)
-            stack.enter_context(SimFakeMode(allow_non_fake_inputs=True))
-            prepared = strategy.wrap(model, factory, world, spec)
-            adapt_ddp(prepared.model)
-            rows = spec.batch_size * spec.grad_accum
-            tokens = torch.randint(0, cfg.vocab_size, (rows, spec.seq_len + 1))
-            batch = (tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous())
-            tracker = tracker_for(prepared.model, prepared.optimizer)
-            for _ in range(STEPS):
-                with tracker:  # entering resets the peak to what is live now
-                    prepared.step(batch)
-                tracker.reset_mod_stats()
-            snapshot = tracker.get_tracker_snapshot("peak")
+        breakdown = peak_breakdown(spec, device)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return Simulation(spec, _breakdown(snapshot, device), time.perf_counter() - started, rss)
+    return Simulation(spec, breakdown, time.perf_counter() - started, rss)

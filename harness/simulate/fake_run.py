@@ -1,0 +1,86 @@
+"""The simulated step itself (part of `simulate`, harness/simulate/runner.py): rank 0 of a fake process group
+builds the zoo model on the meta device, wraps it with the strategy's own `wrap` under fake mode and the
+stand-ins, and runs two steps under the tracker; the peak is the second step's, split by `estimate`'s
+categories."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import torch
+import torch._dynamo  # noqa: F401  # the model's meta initialisation imports it: here it loads with the rest
+import torch.distributed as dist
+
+from harness.core.memory import CATEGORIES, CUDA_CONTEXT_BYTES
+from harness.core.spec import RunSpec
+from harness.models.llama import build_model
+from harness.models.materialize import param_dtype
+from harness.models.zoo import config_for
+from harness.simulate.fake_mode import SimFakeMode
+from harness.simulate.stand_ins import adapt_ddp, outside_fake_mode, stand_ins
+from harness.simulate.tracker import tracker_for
+from harness.train.optimizer import make_optimizer_factory
+from harness.train.world import World
+from strategies import get_strategy
+
+# MemTracker's categories -> the breakdown keys `estimate` uses
+CATEGORY = {"Parameter": "params", "Buffer": "params", "Gradient": "grads", "Optstate": "optimizer",
+            "Activation": "activations", "Temp": "temporaries", "Other": "temporaries"}
+STEPS = 2
+
+
+class FakeWorld(World):
+    """Rank 0 of the fake process group, on the CPU; its meshes are built outside fake mode, as every other
+    DeviceMesh is (stand_ins.real_meshes)."""
+
+    def mesh(self, shape: tuple[int, ...], names: tuple[str, ...]) -> Any:
+        return outside_fake_mode(super().mesh)(shape, names)
+
+
+@contextmanager
+def fake_world(spec: RunSpec) -> Iterator[FakeWorld]:
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    if dist.is_initialized():
+        raise RuntimeError("simulate needs a process of its own: a process group is already initialized")
+    dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=spec.nproc)
+    try:
+        yield FakeWorld(0, 0, spec.nproc, torch.device("cpu"), "fake")
+    finally:
+        dist.destroy_process_group()
+
+
+def _breakdown(snapshot: dict[torch.device, dict[Any, int]], device: str) -> dict[str, int]:
+    out = dict.fromkeys(CATEGORIES, 0)
+    for per_device in snapshot.values():
+        for kind, nbytes in per_device.items():
+            name = getattr(kind, "value", kind)
+            if name != "Total":
+                out[CATEGORY.get(name, "temporaries")] += nbytes
+    out["context"] = CUDA_CONTEXT_BYTES if device == "cuda" else 0
+    return out
+
+
+def peak_breakdown(spec: RunSpec, device: str) -> dict[str, int]:
+    """Rank 0's breakdown at the peak of the second of two steps of `spec`, for a `device` target."""
+    strategy = get_strategy(spec.strategy)
+    cfg = config_for(spec)
+    model = build_model(cfg, spec.seq_len).to(param_dtype(spec))  # meta, outside fake mode
+    factory = make_optimizer_factory(spec, foreach=True if device == "cuda" else None)
+    with fake_world(spec) as world, ExitStack() as stack:
+        for stand_in in stand_ins(device):
+            stack.enter_context(stand_in)
+        stack.enter_context(SimFakeMode(allow_non_fake_inputs=True))
+        prepared = strategy.wrap(model, factory, world, spec)
+        adapt_ddp(prepared.model)
+        rows = spec.batch_size * spec.grad_accum
+        tokens = torch.randint(0, cfg.vocab_size, (rows, spec.seq_len + 1))
+        batch = (tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous())
+        tracker = tracker_for(prepared.model, prepared.optimizer)
+        for _ in range(STEPS):
+            with tracker:  # entering resets the peak to what is live now
+                prepared.step(batch)
+            tracker.reset_mod_stats()
+        return _breakdown(tracker.get_tracker_snapshot("peak"), device)
