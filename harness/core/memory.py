@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from harness.core.units import MIB
 
+# A rank's peak, split the same way by estimate and simulate; what each holds: docs/estimate.md, "What each
+# category holds" (comm: buffers that exist for communication, DDP's buckets and what FSDP gathers and reduces)
 CATEGORIES = ("params", "grads", "optimizer", "activations", "temporaries", "comm", "context")
 
 

@@ -30,6 +30,7 @@ class Comm:
 
     def __init__(self, cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, state: dict[str, float]) -> None:
         self.compute = self.last_reduce = self.idle = self.root_grad_shard = self.regather = 0.0
+        self.last_reduce_grads = 0.0  # the gradients the last reduction holds beside its buffers
         self.backward_start = self.block_backward = self.forward_start = self.head = 0.0
         if prof.grad_buckets:
             self.compute = self.last_reduce = self.idle = self.backward_start = self.head = (
@@ -86,10 +87,10 @@ class Comm:
         if prof.flat:  # FSDP1: flattened while the root is still gathered, then reduced (flat_unit)
             computed, reducing = flat_unit(root_grads, spec, prof)
             self.last_reduce = max(gathered_bytes(cfg, spec, prof)[0] + 2 * computed, computed + reducing)
-        elif prof.param_div > 1:  # the embedding's unsharded gradient (autograd still holds it), the
-            # reduce-scatter's input and output shard, and on a CPU gloo's copy of the input
-            self.last_reduce = (embedding_grad(cfg, spec, prof) / prof.tp + root_grads + self.root_grad_shard
-                                + gloo)
+        elif prof.param_div > 1:  # the embedding's unsharded gradient (autograd still holds it) and the
+            # reduce-scatter's output shard, beside its input and on a CPU gloo's copy of the input
+            self.last_reduce_grads = embedding_grad(cfg, spec, prof) / prof.tp + self.root_grad_shard
+            self.last_reduce = root_grads + gloo
 
 
 def fsdp_phases(cfg: ModelConfig, spec: RunSpec, profile: MemoryProfile, state: dict[str, float], comm: Comm,
@@ -139,23 +140,23 @@ def block_backward(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, state: 
     phases: dict[str, dict[str, float]] = {}
     gathered = comm.compute if prof.param_div > 1 else comm.block_backward
     if prof.gathered == "unit":
-        phases["last block's backward"] = {"activations": blocks.total, "comm": gathered,
-                                           "temporaries": output_grad + recomputed(n - 1)}
+        phases["last block's backward"] = {"activations": blocks.total + recomputed(n - 1), "comm": gathered,
+                                           "grads": output_grad}
     if n < 2:
         return phases
     if prof.gathered == "unit":
         one = blocks.recompute or blocks.first  # one block's saved tensors
         freed = blocks.first - blocks.recompute if recomputed(n - 1) else one  # the last block's, or its input
-        phases["second block's backward"] = {"activations": blocks.total - freed, "grads": shard,
-                                             "comm": gathered + held, "temporaries": output_grad + recomputed(n - 2)}
+        phases["second block's backward"] = {"activations": blocks.total - freed + recomputed(n - 2),
+                                             "grads": shard + output_grad, "comm": gathered + held}
     root, block = gathered_bytes(cfg, spec, prof)
     if prof.flat and prof.param_div > 1:
         phases["a block's reduce-scatter"] = flat_reduce(cfg, spec, prof, blocks.total, root, output_grad)
     first = comm.block_backward if prof.param_div == 1 else root + block
     # at its end, with nothing left to prefetch: its own unsharded gradients, as wide as its gathered weights
     own = 0.0 if spec.lora_rank and not prof.flat else block
-    phases["first block's backward"] = {"grads": shard * (n - 1) + output_grad, "activations": blocks.first,
-                                        "comm": first + held, "temporaries": own}
+    phases["first block's backward"] = {"grads": shard * (n - 1) + output_grad + own, "activations": blocks.first,
+                                        "comm": first + held}
     return phases
 
 

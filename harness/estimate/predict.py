@@ -73,21 +73,23 @@ def _phases(cfg: ModelConfig, spec: RunSpec, profile: MemoryProfile, device: str
     acts = blocks.total + head.forward
     phases = {
         # one block's intermediates (its saved tensors, or under checkpointing what it drops) beside the rest
-        "last block's forward": {"activations": blocks.total, "temporaries": blocks.recompute,
+        "last block's forward": {"activations": blocks.total + blocks.recompute,
                                  "comm": comm.compute},
         # the logits are made with the root gathered, the loss (log-softmax) runs after FSDP reshards it
-        "output projection": {"activations": acts - head.backward / 2, "temporaries": head.logits,
+        "output projection": {"activations": acts - head.backward / 2 + head.logits,
                               "comm": comm.head},
         "forward end": {"activations": acts, "comm": comm.backward_start},
         "backward start": {"activations": acts, "temporaries": head.backward, "comm": comm.backward_start},
-        "backward end": {"grads": state["grads"] - comm.root_grad_shard, "comm": comm.last_reduce},
+        "backward end": {"grads": state["grads"] - comm.root_grad_shard + comm.last_reduce_grads,
+                         "comm": comm.last_reduce},
         "optimizer step": {"grads": state["grads"], "comm": comm.idle,
                            "temporaries": _optimizer_temporaries(cfg, spec, profile, device)},
     }
     if blocks.recompute and profile.gathered == "none":  # the first block recomputed: every gradient but its
         # own and the embedding's exists
         phases["first block's recompute"] = {"grads": state["grads"] - _first_grads(cfg, spec, profile),
-                                             "temporaries": blocks.recompute, "comm": comm.last_reduce}
+                                             "activations": blocks.recompute,
+                                             "comm": comm.last_reduce}  # DDP's buckets (no gathering here)
     if profile.gathered != "none":
         phases.update(fsdp_phases(cfg, spec, profile, state, comm, blocks, head))
     if spec.grad_accum > 1:  # FSDP skips its reduce-scatter until the last micro-batch: unsharded until then

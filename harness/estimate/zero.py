@@ -117,7 +117,7 @@ def _phases(cfg: ModelConfig, spec: RunSpec, profile: MemoryProfile, device: str
     fp32_grads = 4.0 * trainable / dp
     filling = stage < 3 and "optimizer" not in profile.offload  # offload reduces into the held fp32 buffer
     phases = {
-        "forward end": {"activations": acts, "temporaries": blocks.recompute, "comm": output},
+        "forward end": {"activations": acts + blocks.recompute, "comm": output},
         "backward start": {"activations": acts, "temporaries": head.backward, "comm": output},
         # stage 1 holds every gradient and copies its partition out; 2-3 hold the partition as it fills
         "backward end": {"grads": (trainable * w if stage == 1 else 0.0) + (grad_part if filling else 0.0),

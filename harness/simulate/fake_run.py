@@ -20,14 +20,14 @@ from harness.models.materialize import param_dtype
 from harness.models.zoo import config_for
 from harness.simulate.fake_mode import SimFakeMode
 from harness.simulate.stand_ins import adapt_ddp, outside_fake_mode, stand_ins
-from harness.simulate.tracker import tracker_for
+from harness.simulate.tracker import Tracker
 from harness.train.optimizer import make_optimizer_factory
 from harness.train.world import World
 from strategies import get_strategy
 
 # MemTracker's categories -> the breakdown keys `estimate` uses
 CATEGORY = {"Parameter": "params", "Buffer": "params", "Gradient": "grads", "Optstate": "optimizer",
-            "Activation": "activations", "Temp": "temporaries", "Other": "temporaries"}
+            "Activation": "activations", "Temp": "temporaries", "Other": "temporaries", "Comm": "comm"}
 STEPS = 2
 
 
@@ -69,16 +69,17 @@ def peak_breakdown(spec: RunSpec, device: str) -> dict[str, int]:
     cfg = config_for(spec)
     model = build_model(cfg, spec.seq_len).to(param_dtype(spec))  # meta, outside fake mode
     factory = make_optimizer_factory(spec, foreach=True if device == "cuda" else None)
+    tracker = Tracker()
     with fake_world(spec) as world, ExitStack() as stack:
-        for stand_in in stand_ins(device):
+        for stand_in in stand_ins(device, tracker.making_comm, tracker.mark_grad_shard):
             stack.enter_context(stand_in)
         stack.enter_context(SimFakeMode(allow_non_fake_inputs=True))
         prepared = strategy.wrap(model, factory, world, spec)
-        adapt_ddp(prepared.model)
+        tracker.track_resident(prepared.model, prepared.optimizer)
+        adapt_ddp(prepared.model, tracker.mark_comm)
         rows = spec.batch_size * spec.grad_accum
         tokens = torch.randint(0, cfg.vocab_size, (rows, spec.seq_len + 1))
         batch = (tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous())
-        tracker = tracker_for(prepared.model, prepared.optimizer)
         for _ in range(STEPS):
             with tracker:  # entering resets the peak to what is live now
                 prepared.step(batch)

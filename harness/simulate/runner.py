@@ -3,10 +3,10 @@
 One CPU process plays rank 0 of a world of any size: the zoo model, the strategy's own `wrap`, the real
 optimizer and two steps run under a `FakeTensorMode` (shapes and dtypes, no storage; harness/simulate/fake_mode.py)
 with the "fake" process group (collectives return at once).  torch's MemTracker follows every tensor
-storage the step creates and frees and files it as a parameter, gradient, optimizer state, activation
-(made in forward) or temporary (made in backward): FSDP's gathered parameters count as parameters, DDP's
-buckets and reduce-scatter buffers as temporaries.  Two steps run; the peak is taken over the second, once
-optimizer state exists, as the measured runs take theirs after warm-up.  (An optimizer step on zero
+storage the step creates and frees and files it by `estimate`'s categories (docs/estimate.md, "What each
+category holds"): DDP's buckets and FSDP's gathered parameters and reduce-scatter buffers are communication.
+Two steps run; the peak is taken over the second, once optimizer state exists, as the measured runs take
+theirs after warm-up.  (An optimizer step on zero
 gradients instead of the first step saves 15% of the time but moves the peak by up to 0.45%: the first
 real step leaves state behind that the second one's peak includes.)
 

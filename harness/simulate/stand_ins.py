@@ -21,7 +21,7 @@ Each stand-in is a context manager (or an adapter) that changes nothing a real r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -82,12 +82,15 @@ class _KeepBuckets:
         return False
 
 
-def adapt_ddp(model: nn.Module) -> None:
+def adapt_ddp(model: nn.Module, reduced: Callable[[torch.Tensor], None]) -> None:
+    """DDP's reducer without its bucket rebuild, and an all-reduce that completes in place; `reduced(buffer)`
+    is told of each bucket it reduces."""
     from torch.nn.parallel import DistributedDataParallel
 
     for module in model.modules():
         if isinstance(module, DistributedDataParallel):
             def in_place(state, bucket):  # type: ignore[no-untyped-def]  # DDP checks real annotations
+                reduced(bucket.buffer())
                 done: torch.futures.Future[torch.Tensor] = torch.futures.Future()
                 done.set_result(bucket.buffer())
                 return done
@@ -97,12 +100,15 @@ def adapt_ddp(model: nn.Module) -> None:
 
 
 @contextmanager
-def gloo_buffers(on: bool) -> Iterator[None]:
+def gloo_buffers(on: bool, comm: Callable[[], AbstractContextManager[Any]],
+                 shard: Callable[[torch.Tensor], None]) -> Iterator[None]:
     """The buffers gloo allocates inside its collectives, where neither the dispatcher nor the fake process
     group sees them, made explicitly on a CPU target for the length of the call (NCCL works in place):
     - all-gather gathers into a flat buffer the size of its output and copies out (measured, 2 ranks: an
       8 MiB input into a 16 MiB output adds 16 MiB while it runs, fp32 and bf16, sync and async);
     - reduce-scatter works on a copy of its whole input (measured: a 187.5 MiB input adds 187.5 MiB).
+    Each is made inside `comm()`, which files it as a communication buffer; a reduce-scatter's output, the
+    gradient shard it makes, is passed to `shard` first.
     """
     if not on:
         yield
@@ -111,7 +117,10 @@ def gloo_buffers(on: bool) -> Iterator[None]:
 
     def with_scratch(collective: Any, like_output: bool) -> Any:
         def call(output: torch.Tensor, input: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-            scratch = torch.empty_like(output if like_output else input)
+            if not like_output:
+                shard(output)
+            with comm():
+                scratch = torch.empty_like(output if like_output else input)
             work = collective(output, input, *args, **kwargs)
             del scratch
             return work
@@ -203,9 +212,12 @@ def storage_addresses() -> Iterator[None]:
         del FakeTensor.data_ptr
 
 
-def stand_ins(device: str) -> list[AbstractContextManager[Any]]:
-    """Every stand-in above, for a CUDA or CPU target, in the order `simulate` enters them (before fake mode)."""
+def stand_ins(device: str, comm: Callable[[], AbstractContextManager[Any]],
+              shard: Callable[[torch.Tensor], None]) -> list[AbstractContextManager[Any]]:
+    """Every stand-in above, for a CUDA or CPU target, in the order `simulate` enters them (before fake mode);
+    the communication buffers they make are made inside `comm()`, and `shard` is told of a reduce-scatter's
+    output (gloo_buffers)."""
     from harness.simulate.dtensor import dtensor_propagation
 
-    return [fake_ddp(), real_meshes(), cuda_rounding(device == "cuda"), gloo_buffers(device == "cpu"),
+    return [fake_ddp(), real_meshes(), cuda_rounding(device == "cuda"), gloo_buffers(device == "cpu", comm, shard),
             dtensor_propagation(), quiet_profiler(), meta_sharding(), storage_addresses()]
