@@ -68,51 +68,44 @@ def check_simulable(spec: RunSpec) -> None:
             raise Unsupported(f"cannot simulate {KNOBS[knob][1]} {moved[knob]}: {reason}")
 
 
+_EXIT_FREEZE: list[Any] = []  # gc.freeze, once registered to run at exit
+
+
 @contextmanager
-def collector_off() -> Iterator[None]:
-    """The garbage collector off, for the imports: torch and its distributed stack make about 240k objects,
-    and the collections their growth triggers walk them again and again (a third of the imports' time here).
-    What garbage they leave is no tensor, and is collected once the simulation has ended."""
+def imports_set_aside() -> Iterator[None]:
+    """The garbage collector off while the body imports, and what the imports made frozen out of its reach
+    (`gc.freeze`) before it is back on, and again at exit.
+
+    torch and its distributed stack make about 240k objects.  Left to the collector, the collections their
+    growth triggers walk them again and again (a third of the imports' time on this project's CPU), every full
+    collection of a 7b step walks them (0.3-0.7 s each), and the interpreter walks them again as it exits: 1-3 s
+    in all.  None of them is a tensor (the model is built after), so what a step frees, and when, is unchanged;
+    what garbage the imports leave waits until the caller unfreezes them (`simulate` does, once done).  The
+    freeze at exit is registered once per process, however many simulations run (the process is ending:
+    nothing is collected, modules are still torn down)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        gc.freeze()
+        if not _EXIT_FREEZE:
+            _EXIT_FREEZE.append(atexit.register(gc.freeze))
         if enabled:
             gc.enable()
-
-
-_EXIT_FREEZE: list[Any] = []  # gc.freeze, once registered to run at exit
-
-
-@contextmanager
-def imports_frozen() -> Iterator[None]:
-    """The garbage collector set to skip every object that exists now, for the simulation and again at exit.
-
-    Once the simulation's imports are done, torch's modules hold about 240k objects that every full collection
-    walks (0.3-0.7 s each on this project's CPU): a 7b step triggers several, and the interpreter runs more as it
-    exits, 1-3 s in all.  `gc.freeze` moves them out of the collector's reach.  None of them is a tensor (the
-    model is built after), so what a step frees, and when, is unchanged.  They return to the collector when the
-    simulation ends, unless something had frozen objects before; at exit they are frozen again (the process is
-    ending: they are not collected, modules are still torn down)."""
-    frozen_before = gc.get_freeze_count()
-    gc.freeze()
-    if not _EXIT_FREEZE:  # once per process, however many simulations run
-        _EXIT_FREEZE.append(atexit.register(gc.freeze))
-    try:
-        yield
-    finally:
-        if not frozen_before:
-            gc.unfreeze()
 
 
 def simulate(spec: RunSpec, device: str = "cpu") -> Simulation:
     """Rank 0's peak of one training step of `spec` on `device` ("cpu" or "cuda")."""
     started = time.perf_counter()  # the imports below count: torch, FSDP, DTensor, MemTracker and dynamo
     check_simulable(spec)
-    with collector_off():
+    frozen_before = gc.get_freeze_count()
+    with imports_set_aside():
         from harness.simulate.fake_run import peak_breakdown
-    with imports_frozen():
+    try:
         breakdown = peak_breakdown(spec, device)
+    finally:
+        if not frozen_before:  # what existed before is the collector's again (unless something else froze it)
+            gc.unfreeze()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return Simulation(spec, breakdown, time.perf_counter() - started, rss)

@@ -191,20 +191,19 @@ def test_tracker_imports_memtracker_alone_and_the_package_still_answers() -> Non
 
 
 def test_leaves_the_garbage_collector_as_it_found_it() -> None:
-    """runner.collector_off and imports_frozen: the collector is off while the imports run and skips what
-    existed before the simulation while it runs, then gets both back; the freeze at exit is registered once,
-    however many simulations run."""
+    """runner.imports_set_aside: the collector is off while the imports run and what they made is frozen out
+    of its reach; `simulate` gives it all back once done; the freeze at exit is registered once, however many
+    simulations run."""
     import atexit
     import gc
 
-    from harness.simulate.runner import collector_off, imports_frozen
+    from harness.simulate.runner import imports_set_aside
 
     assert gc.get_freeze_count() == 0 and gc.isenabled()
-    with collector_off():
+    with imports_set_aside():
         assert not gc.isenabled()
-    with imports_frozen():
-        assert gc.get_freeze_count() > 0
-    assert gc.get_freeze_count() == 0 and gc.isenabled()
+    assert gc.get_freeze_count() > 0 and gc.isenabled()
+    gc.unfreeze()
     simulate(TINY)  # imports what registers exit callbacks of its own
     callbacks = atexit._ncallbacks()
     simulate(TINY)
