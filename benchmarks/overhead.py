@@ -84,10 +84,12 @@ def _counter(device: Any) -> Any:
     return counting_allocator() if device.type == "cpu" else None
 
 
-def measure_strategy(spec: Any, world: Any, pairs: int, block_steps: int, warmup: int,
+def measure_strategy(spec: Any, world: Any, pairs: int, block_steps: int, warmup: int, settle: int = 1,
                      bare_counter: bool = False) -> dict[str, Any]:
-    """Build the strategy as the worker does, warm both paths up, then `pairs` harness/bare pairs of blocks.
-    `bare_counter`: the bare loop keeps the CPU memory counter installed (what is left is the step's code)."""
+    """Build the strategy as the worker does, warm both paths up, then `pairs` harness/bare pairs of blocks,
+    each block after `settle` untimed steps of its own path (the worker's timed steps follow steps of the same
+    path, so the first step after a switch of path is not what it measures).  `bare_counter`: the bare loop
+    keeps the CPU memory counter installed (what is left is the step's code)."""
     from harness.models.llama import build_model
     from harness.models.materialize import param_dtype
     from harness.models.zoo import config_for
@@ -125,6 +127,7 @@ def measure_strategy(spec: Any, world: Any, pairs: int, block_steps: int, warmup
         order = ("harness", "bare") if pair % 2 == 0 else ("bare", "harness")
         first.append(order[0])
         for kind in order:
+            run(kind, block[:settle]) if settle else None
             wall, cpu = run(kind, block)
             blocks[kind].append(wall)
             blocks[f"{kind}_cpu"].append(cpu)
@@ -169,7 +172,8 @@ def rank_job(args: argparse.Namespace) -> int:
             spec = spec_for(args.model, name, world.world_size, args.global_batch, args.seq_len,
                             args.warmup + args.pairs * args.block_steps, args.device)
             torch.manual_seed(spec.seed)
-            mine = measure_strategy(spec, world, args.pairs, args.block_steps, args.warmup, args.bare_counter)
+            mine = measure_strategy(spec, world, args.pairs, args.block_steps, args.warmup, args.settle,
+                                    args.bare_counter)
             gc.collect()  # the strategy's model and optimizer, before the next is built
             ranks: list[Any] = [None] * world.world_size
             dist.all_gather_object(ranks, mine)
@@ -193,6 +197,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--pairs", type=int, default=8, help="harness/bare pairs of blocks per strategy")
     parser.add_argument("--block-steps", type=int, default=2, help="steps per block")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps of each path before the pairs")
+    parser.add_argument("--settle", type=int, default=1, help="untimed steps before each block, of its own path")
     parser.add_argument("--bare-counter", action="store_true",
                         help="keep the CPU memory counter installed in the bare loop too (a diagnosis: the ratio is "
                              "then the step code's alone)")
@@ -212,7 +217,8 @@ def options(**values: Any) -> argparse.Namespace:
     return args
 
 
-_JOB_OPTIONS = ("model", "strategies", "device", "global_batch", "seq_len", "pairs", "block_steps", "warmup")
+_JOB_OPTIONS = ("model", "strategies", "device", "global_batch", "seq_len", "pairs", "block_steps", "warmup",
+                "settle")
 
 
 def _job_args(args: argparse.Namespace, json_path: str) -> list[str]:
@@ -229,12 +235,14 @@ def run_job(args: argparse.Namespace) -> dict[str, Any]:
         _counter_library()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT),
                                                                    os.environ.get("PYTHONPATH", "")) if p)}
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="spacetime-overhead-") as tmp:
         out = str(Path(tmp) / "result.json")
         subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                         f"--nproc-per-node={args.nproc}", "-m", "benchmarks.overhead", *_job_args(args, out)],
                        env=env, check=True, cwd=PROJECT_ROOT)
         result: dict[str, Any] = json.loads(Path(out).read_text())
+    result["load_average"] = [load, os.getloadavg()[0]]  # how busy the machine was, at the start and the end
     return result
 
 
