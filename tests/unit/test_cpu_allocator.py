@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 UNINSTALL_SCRIPT = textwrap.dedent("""
     import torch
     from harness.train.cpu_allocator import counting_allocator
@@ -73,3 +75,20 @@ def test_a_missing_library_falls_back_to_the_build_check(tmp_path: Path) -> None
                   "assert 'torch.utils.cpp_extension' in sys.modules\nprint('ok')",
                   {**os.environ, LIBRARY_ENV: f"{tmp_path}/gone.so"})
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr
+
+
+def test_the_build_is_named_by_the_source_and_not_by_the_checkout(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.train.cpu_allocator as allocator
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "extensions"))
+    name, copy = allocator.cached_source()
+    assert copy.read_bytes() == allocator.SOURCE.read_bytes() and copy.is_relative_to(tmp_path / "extensions")
+    other_checkout = tmp_path / "clone" / "counting_allocator.cpp"  # the same source at another path
+    other_checkout.parent.mkdir()
+    other_checkout.write_bytes(allocator.SOURCE.read_bytes())
+    monkeypatch.setattr(allocator, "SOURCE", other_checkout)
+    assert allocator.cached_source() == (name, copy)  # one build for both
+    other_checkout.write_bytes(allocator.SOURCE.read_bytes() + b"// changed\n")
+    changed_name, changed_copy = allocator.cached_source()
+    assert changed_name != name and changed_copy != copy and copy.is_file()  # built beside, not over
