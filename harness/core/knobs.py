@@ -19,6 +19,9 @@ DTYPES = ("fp32", "bf16", "fp16", "bf16-pure")  # bf16/fp16: mixed precision ove
 CHECKPOINTING = ("off", "full", "selective")  # selective: every --ckpt-every-th block
 QUANT = ("none", "int8", "nf4")  # frozen base weights through bitsandbytes
 OPTIMIZERS = ("adamw", "adamw8bit", "sgd", "adafactor")  # adamw8bit: torchao's, which also takes DTensors
+WORKLOADS = ("train", "generate")
+KV_CACHES = ("static", "dynamic")  # static: pre-allocated for prompt + new tokens; dynamic: grows per token
+OFFLOADS = ("none", "cpu", "disk")  # generate: weights kept in host memory or on disk (accelerate's big-model path)
 # --lora-targets short names -> the zoo's module names
 LORA_MODULES = {"q": "wq", "k": "wk", "v": "wv", "o": "wo", "gate": "w1", "up": "w3", "down": "w2"}
 ALL_LINEAR = "all-linear"  # every projection in the blocks (not the embedding or the output head)

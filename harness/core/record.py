@@ -7,8 +7,8 @@ from typing import Any
 
 from harness.core.spec import RunSpec
 
-SCHEMA_VERSION = 4  # 2: memory knob columns, trainable_params, optimizer_class; 3: nnodes;
-#                    4: predicted_peak_bytes, simulated_peak_bytes, simulate_error
+SCHEMA_VERSION = 5  # 2: memory knob columns, trainable_params, optimizer_class; 3: nnodes;
+#                    4: predicted_peak_bytes, simulated_peak_bytes, simulate_error; 5: the generate workload
 INTERRUPTED = "interrupted"  # stopped by Ctrl-C or SIGTERM while measuring: says nothing of the spec
 STATUSES = ("ok", "oom", "timeout", "error", "unsupported", INTERRUPTED)
 FOLLOWER = "follower"  # a non-zero node of a multi-node run finished its part; never stored
@@ -49,6 +49,16 @@ class Record:
     predicted_peak_bytes: int | None = None
     simulated_peak_bytes: int | None = None
     simulate_error: str | None = None
+    # the generate workload (peak_bytes stays the largest figure, so every table and gate reads these rows too)
+    load_bytes: int | None = None  # after loading: the weights (and quantizer state) only
+    prefill_peak_bytes: int | None = None
+    decode_peak_bytes: int | None = None
+    kv_cache_bytes: int | None = None
+    ttft_s: float | None = None  # time to first token: the prefill and the first token's sampling
+    decode_s_per_token_p50: float | None = None
+    decode_s_per_token_p10: float | None = None
+    decode_s_per_token_p90: float | None = None
+    tokens_per_s_per_seq: float | None = None  # tokens_per_s is the aggregate over every sequence and rank
     env: dict[str, Any] = field(default_factory=dict)
 
     def to_row(self) -> dict[str, Any]:

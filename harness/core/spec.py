@@ -37,6 +37,13 @@ class RunSpec:
     optimizer: str = "adamw"  # adamw, adamw8bit, sgd, adafactor
     grad_accum: int = 1  # micro-batches per optimizer step
     model_config: str = ""  # a custom shape (--model-config / --set) as ModelConfig JSON; "" = the zoo's `model`
+    # the workload (valid values in harness/core/knobs.py): train, or generate with the fields below
+    workload: str = "train"
+    prompt_len: int = 128  # generate: prompt tokens per sequence (random, from the seed)
+    new_tokens: int = 32  # generate: tokens decoded per sequence after the prompt
+    num_beams: int = 1  # generate: 1 = greedy; N = beam search with N beams per sequence
+    kv_cache: str = "static"  # generate: static (pre-allocated for prompt + new tokens) or dynamic (grows per token)
+    offload: str = "none"  # generate: none, cpu or disk (weights kept out of device memory)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
