@@ -23,7 +23,8 @@ def add_parsers(sub: Any) -> None:
     _add_side_by_side_flags(run)
     add_output_flags(run)
     run.add_argument("--dry-run", action="store_true", help="validate and print the spec and the framework's "
-                     "config (DeepSpeed's JSON) without launching")
+                     "config (DeepSpeed's JSON) without launching; --device cuda is checked for a host with "
+                     "the GPUs it needs")
     sweep = sub.add_parser("sweep", help="measure a preset matrix of specs")
     sweep.add_argument("--preset", default="smoke", help="smoke, strategies, memory, gpu, levers, lora-ranks "
                        "or accuracy (harness/run/presets.py)")
@@ -96,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     rdzv = rendezvous_from(args)
     _check_store(args)
     try:
-        spec = validate(spec)
+        spec = validate(spec, planned=args.dry_run)
         if args.dry_run:  # what would run, launching nothing
             config = get_strategy(spec.strategy).framework_config(spec)
             print(json.dumps({"spec": json.loads(spec.to_json()), "framework_config": config}, indent=2))

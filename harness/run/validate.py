@@ -16,10 +16,11 @@ from strategies import get_strategy, strategy_names
 RANKS_PER_CORE = 8  # a measured CPU run: more ranks per core than this measures contention, not the strategy
 
 
-def validate(spec: RunSpec, measure: bool = True) -> RunSpec:
+def validate(spec: RunSpec, measure: bool = True, planned: bool = False) -> RunSpec:
     """Check every field; return the spec with `device` resolved. Raises SpecError or Unsupported.
     `measure=False` (estimate, simulate): any zoo shape and world size, and `device` names the target, not
-    this host."""
+    this host.  `planned` (a dry run): `--device cuda` is checked for a host with the GPUs it needs, not
+    against this host's."""
     cfg = _model(spec, measure)
     names = strategy_names()
     if spec.strategy not in names:
@@ -33,7 +34,7 @@ def validate(spec: RunSpec, measure: bool = True) -> RunSpec:
         raise SpecError("nnodes", f"{spec.nnodes} hosts cannot split {spec.nproc} ranks evenly",
                         f"a divisor of --nproc {spec.nproc}")
     if measure:
-        spec = replace(spec, device=_resolve_device(spec.device, spec.nproc // spec.nnodes))
+        spec = replace(spec, device=_resolve_device(spec.device, spec.nproc // spec.nnodes, planned))
     elif spec.device not in DEVICES:
         raise SpecError("device", f"unknown device {spec.device!r}", ", ".join(DEVICES))
     else:
@@ -88,13 +89,15 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _resolve_device(device: str, nproc: int) -> str:
-    """`nproc`: the ranks on this host."""
+def _resolve_device(device: str, nproc: int, planned: bool = False) -> str:
+    """`nproc`: the ranks on this host; `planned`: a cuda device is assumed to have them all."""
     import torch
 
     if device not in DEVICES:
         raise SpecError("device", f"unknown device {device!r}", ", ".join(DEVICES))
     have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if planned and device == "cuda":
+        have = max(have, nproc)
     if device == "auto":  # one GPU per rank, else the CPU (the record says which)
         device = "cuda" if have >= nproc else "cpu"
     if device == "cuda":
