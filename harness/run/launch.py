@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.host import PROJECT_ROOT
+from harness.core.progress import current, following, phase_env
 from harness.core.record import FOLLOWER, INTERRUPTED, Record
 from harness.core.spec import RunSpec
 from harness.run.nodes import NODE_RANK_ENV, Rendezvous
@@ -35,7 +36,7 @@ from harness.run.processes import (
 )
 from harness.run.records import failed_record, from_result
 from harness.train.cpu_allocator import counting_allocator
-from strategies import get_strategy
+from strategies import Strategy, get_strategy
 
 TAIL_LINES = 25
 _OOM_MARKERS = ("OutOfMemoryError", "CUDA out of memory", "DefaultCPUAllocator: can't allocate memory",
@@ -151,21 +152,27 @@ def launch(spec: RunSpec, rdzv: Rendezvous | None = None) -> Record:
     SIGTERM kills the run and raises Interrupted with the run's record (status `interrupted`)."""
     start = time.perf_counter()
     if spec.device == "cpu":  # build the CPU memory counter here, once, not in every rank under the timeout
+        current().show("build: the CPU allocation counter (compiled once, then loaded)")
         try:
             counting_allocator()
         except Exception as why:  # no compiler, no headers: a result, not a crashed sweep
             return failed_record(spec, "error", f"building the CPU allocation counter failed: {why}")
     try:
-        get_strategy(spec.strategy).prepare_host(spec)
+        strategy = get_strategy(spec.strategy)
+        if type(strategy).prepare_host is not Strategy.prepare_host:  # e.g. DeepSpeed builds its C++ ops
+            current().show(f"build: preparing {spec.strategy} on this host (its one-off builds)")
+        strategy.prepare_host(spec)
     except Exception as why:  # e.g. DeepSpeed's ops do not compile here
         return failed_record(spec, "error", f"preparing {spec.strategy} on this host failed: {why}")
     with tempfile.TemporaryDirectory(prefix=RUN_DIR_PREFIX, ignore_cleanup_errors=True) as tmp:
         out, log, logs = Path(tmp) / "result.json", Path(tmp) / "output.log", Path(tmp) / "ranks"
         node_rank = rdzv.node_rank if rdzv and spec.nnodes > 1 else 0
         oom = read_oom_kills()
+        env = {**_env(node_rank), **run_env(Path(tmp)), **phase_env(Path(tmp))}  # rank 0's phases: progress.py
+        current().show(f"launch: torchrun, starting {spec.nproc // spec.nnodes} rank(s)")
         try:
-            returncode = _run(torchrun_command(spec, out, logs, rdzv), log, spec.timeout_s,
-                              {**_env(node_rank), **run_env(Path(tmp))})
+            with following(env):
+                returncode = _run(torchrun_command(spec, out, logs, rdzv), log, spec.timeout_s, env)
         except Interrupted as stop:
             wall = time.perf_counter() - start
             stop.record = failed_record(spec, INTERRUPTED, f"interrupted by {signal.Signals(stop.signum).name} "

@@ -18,6 +18,7 @@ import torch.distributed as dist
 from torch import nn
 
 from harness.core.errors import Unsupported
+from harness.core.progress import rank_phase
 from harness.core.spec import RunSpec
 from harness.models.llama import build_model
 from harness.models.materialize import param_dtype
@@ -72,18 +73,26 @@ def run_rank(spec: RunSpec, world: World) -> dict[str, Any]:
     batches = local_batches(spec, layout, world)
     probe = memory_probe(world.device)
     probe.start()
+    _phase(f"model: build {spec.model} and wrap it ({spec.strategy})")
     model = build_model(config_for(spec), spec.seq_len).to(param_dtype(spec))
     prepared = strategy.wrap(model, make_optimizer_factory(spec), world, spec)
-    for batch in batches[: spec.warmup]:
+    for i, batch in enumerate(batches[: spec.warmup]):
+        _phase(f"warmup: step {i + 1}/{spec.warmup}")
         prepared.step(batch)
     synchronize(world.device)
     reset_rss_peak()
     timed = spec.warmup + spec.memory_steps
-    for batch in batches[spec.warmup: timed]:
+    for i, batch in enumerate(batches[spec.warmup: timed]):
+        _phase(f"memory: step {i + 1}/{spec.memory_steps}")
         with probe.window():
             prepared.step(batch)
     memory = probe.stop()
-    durations, loss = time_steps(prepared.step, batches[timed:], world.device)
+    durations: list[float] = []
+    loss: torch.Tensor | None = None
+    for i, batch in enumerate(batches[timed:]):  # one at a time, each timed alone, the phase line outside it
+        _phase(f"timed: step {i + 1}/{spec.steps}")
+        took, loss = time_steps(prepared.step, [batch], world.device)
+        durations += took
     assert loss is not None
     mean_loss = loss.detach().float().clone()
     dist.all_reduce(mean_loss)  # tp ranks hold equal copies, so the world mean is the dp mean
@@ -94,6 +103,12 @@ def run_rank(spec: RunSpec, world: World) -> dict[str, Any]:
                                     for p in prepared.model.parameters() if p.requires_grad),
             "optimizer_class": _qualname(prepared.optimizer),
             "loss": float(mean_loss) / world.world_size}
+
+
+def _phase(text: str) -> None:
+    """A progress line from the rank that writes the result, for the launcher to show (harness/core/progress.py)."""
+    if os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get(NODE_RANK_ENV, "0") == "0":
+        rank_phase(text)
 
 
 def _writes_result(world: World) -> bool:
@@ -110,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     spec = RunSpec.from_json(args.spec)
     torch.manual_seed(spec.seed)
+    _phase(f"rendezvous: process group of {spec.nproc} rank(s)")
     world = init_world(spec.device)
     try:
         try:
@@ -118,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             if _writes_result(world):
                 Path(args.out).write_text(json.dumps({"unsupported": str(why)}))
             return 0
+        _phase("gather: every rank's figures to rank 0")
         ranks: list[Any] = [None] * world.world_size
         dist.all_gather_object(ranks, mine)
         if _writes_result(world):
