@@ -104,18 +104,22 @@ SETS = _pair(st.sampled_from(["n_layers=2", "num_hidden_layers=3", "n_kv_heads=2
              st.builds(lambda k, v: f"{k}={v}", st.sampled_from(_SET_KEYS),
                        st.one_of(ints("dim")[1], floats(["1"])[1], st.sampled_from(["true", "no", "maybe"]))))
 _STRATEGIES = strategy_names()
-_SPEC: list[tuple[str, Values | None]] = [
+_MEASURE: list[tuple[str, Values | None]] = [  # run and sweep only: no figure of estimate or simulate moves
     ("--steps", ints("steps")), ("--warmup", ints("warmup")), ("--memory-steps", ints("memory_steps")),
-    ("--seq-len", ints("seq_len")), ("--device", choices(["auto", "cpu", "cuda"])), ("--seed", ints("seed")),
-    ("--lr", floats(["0.001", "1", "1e-4"])), ("--tp", ints("tp")), ("--dp-replicate", ints("dp_replicate")),
-    ("--timeout", floats(["1", "600", "2592000"])), ("--dtype", choices(DTYPES)),
-    ("--activation-checkpointing", choices(CHECKPOINTING)), ("--ckpt-every", ints("ckpt_every")),
-    ("--lora-rank", ints("lora_rank")), ("--lora-alpha", ints("lora_alpha")),
-    ("--lora-targets", choices(["q,v", "all-linear", "q,k,v,o,gate,up,down", "gate"], ",", "q,x", "all")),
-    ("--quant", choices(QUANT)), ("--optimizer", choices(OPTIMIZERS)), ("--grad-accum", ints("grad_accum")),
-    ("--set", SETS), ("--no-store", None), ("--nnodes", ints("nnodes")), ("--node-rank", ints("node_rank")),
+    ("--seed", ints("seed")), ("--lr", floats(["0.001", "1", "1e-4"])),
+    ("--timeout", floats(["1", "600", "2592000"])), ("--lora-alpha", ints("lora_alpha")), ("--no-store", None),
+    ("--nnodes", ints("nnodes")), ("--node-rank", ints("node_rank")),
     ("--rdzv-endpoint", choices(["localhost:29500", "[::1]:29500"], "h:0", "h:65536", ":1", "h:", "h:\u00b2",
                                 "h:\u0663")), ("--rdzv-id", choices(["spacetime", "job-1"]))]
+_FIGURES: list[tuple[str, Values | None]] = [  # every command's: the shape and the knobs
+    ("--seq-len", ints("seq_len")), ("--device", choices(["auto", "cpu", "cuda"])), ("--tp", ints("tp")),
+    ("--dp-replicate", ints("dp_replicate")), ("--dtype", choices(DTYPES)),
+    ("--activation-checkpointing", choices(CHECKPOINTING)), ("--ckpt-every", ints("ckpt_every")),
+    ("--lora-rank", ints("lora_rank")),
+    ("--lora-targets", choices(["q,v", "all-linear", "q,k,v,o,gate,up,down", "gate"], ",", "q,x", "all")),
+    ("--quant", choices(QUANT)), ("--optimizer", choices(OPTIMIZERS)), ("--grad-accum", ints("grad_accum")),
+    ("--set", SETS)]
+_SPEC = [*_FIGURES, *_MEASURE]
 _ONE: list[tuple[str, Values | None]] = [
     ("--model", choices(list(ZOO))), ("--strategy", choices(_STRATEGIES)), ("--nproc", ints("nproc")),
     ("--batch-size", ints("batch_size"))]
@@ -131,10 +135,11 @@ FLAGS: dict[str, list[tuple[str, Values | None]]] = {
               ("--strategies", names(_STRATEGIES)), ("--nproc", ints("nproc")),
               ("--global-batch", ints("global_batch")), ("--repeat", ints("repeat")), ("--exact-preset", None),
               ("--fail-on-error", None), ("--predict", None), ("--simulate", None)],
-    "estimate": [*_ONE, *_SPEC, *_FIT, ("--max-batch", None), ("--inference", None)],
-    "simulate": [*_ONE, *_SPEC, *_FIT],
+    "estimate": [*_ONE, *_FIGURES, *_FIT, ("--max-batch", None), ("--inference", None)],
+    "simulate": [*_ONE, *_FIGURES, *_FIT],
 }
-FILE_FLAGS = ("--model-config", "--store")
+FILE_FLAGS = {command: ("--model-config", "--store") if command in ("run", "sweep") else ("--model-config",)
+              for command in COMMANDS}
 
 
 @st.composite
@@ -143,7 +148,7 @@ def argv_for(draw: st.DrawFn, command: str, folder: Path) -> list[str]:
     --store in `folder`."""
     table = dict(FLAGS[command])
     clean = draw(st.integers(0, 2)) == 0
-    chosen = draw(st.lists(st.sampled_from([*table, *FILE_FLAGS]), max_size=6))
+    chosen = draw(st.lists(st.sampled_from([*table, *FILE_FLAGS[command]]), max_size=6))
     argv = [command, "--dry-run"] if command in ("run", "sweep") else [command]
     for flag in chosen:  # a flag drawn twice is given twice (argparse keeps the last; --set keeps each)
         values = table.get(flag)

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from harness.cli.flags import add_fit_flags, spec_fields, spec_flags
+from harness.cli.flags import add_fit_flags, figure_flags, spec_fields
 from harness.core.errors import SpecError, Unsupported
 from harness.core.spec import RunSpec
 from harness.estimate.fit import fits_json, inference_bytes, max_batch, memory_limit, profile_for
@@ -27,12 +27,12 @@ Show = Callable[[RunSpec, Any, dict[str, Any]], None]
 
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("estimate", help="predict per-rank memory without running anything")
-    spec_flags(p, sweep=False)
+    figure_flags(p)
     add_fit_flags(p)
     p.add_argument("--max-batch", action="store_true", help="the largest micro-batch that fits")
     p.add_argument("--inference", action="store_true", help="also the load-only (inference) figure")
     p = sub.add_parser("simulate", help="run the real step under fake tensors and a fake process group")
-    spec_flags(p, sweep=False)
+    figure_flags(p)
     add_fit_flags(p)
 
 

@@ -12,15 +12,21 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from harness.cli import figures, listings, measure, results
-from harness.cli.flags import float_arg, int_arg
+from harness.cli.flags import STORE_HELP, DefaultsFormatter, float_arg, int_arg
 from harness.cli.output_flags import add_output_flags
 from harness.core.errors import SpecError
+from harness.core.record import STATUSES
 
 EXIT_BAD_INPUT = 2
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad input as one line (no usage block) and exits 2."""
+    """argparse that reports bad input as one line (no usage block) and exits 2, and shows each option's default
+    in --help."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         print(f"spacetime: error: {message}", file=sys.stderr)
@@ -50,17 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_result_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     show = sub.add_parser("show", help="stored records as a table")
-    show.add_argument("--model")
-    show.add_argument("--strategy")
-    show.add_argument("--status")
+    show.add_argument("--model", help="only this model's records")
+    show.add_argument("--strategy", help="only this strategy's records")
+    show.add_argument("--status", help=f"only records with this status: {', '.join(STATUSES)}")
     show.add_argument("--last", type=int_arg, default=None, help="only the newest N")
-    show.add_argument("--store", type=Path, default=None)
+    show.add_argument("--store", type=Path, default=None, help=STORE_HELP)
     add_output_flags(show)
     report = sub.add_parser("report", help="newest record of each case: tables per model, plots, HTML page")
-    report.add_argument("--model")
-    report.add_argument("--strategy")
+    report.add_argument("--model", help="only this model's records")
+    report.add_argument("--strategy", help="only this strategy's records")
     report.add_argument("--out", type=Path, default=Path("spacetime-report"), help="folder for PNGs and HTML")
-    report.add_argument("--store", type=Path, default=None)
+    report.add_argument("--store", type=Path, default=None, help=STORE_HELP)
     add_output_flags(report)
     compare = sub.add_parser("compare", help="regression gate: a commit's records against a baseline commit's")
     compare.add_argument("--baseline", help="commit (prefix) to compare against; default: the one stored "
@@ -68,7 +74,7 @@ def _add_result_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignor
     compare.add_argument("--candidate", help="commit (prefix) to check; default: the newest stored")
     compare.add_argument("--time-tolerance", type=float_arg, default=0.10,
                          help="smallest relative slowdown that counts (the records' spread can widen it)")
-    compare.add_argument("--store", type=Path, default=None)
+    compare.add_argument("--store", type=Path, default=None, help=STORE_HELP)
     add_output_flags(compare)
 
 

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from harness.cli.flags import int_arg, rendezvous_from, spec_fields, spec_flags
+from harness.cli.flags import NPROC_HELP, PRESETS_DEFAULT, int_arg, rendezvous_from, spec_fields, spec_flags
 from harness.cli.output_flags import add_output_flags
 from harness.core.errors import SpecError, Unsupported
 from harness.core.spec import RunSpec
@@ -30,8 +30,10 @@ def add_parsers(sub: Any) -> None:
                        "or accuracy (harness/run/presets.py)")
     sweep.add_argument("--models", help="comma-separated zoo names (replace the preset's)")
     sweep.add_argument("--strategies", help="comma-separated strategy names (replace the preset's)")
-    sweep.add_argument("--nproc", type=int_arg, default=None, help="ranks for every strategy but single")
-    sweep.add_argument("--global-batch", type=int_arg, default=None, help="sequences per step, all ranks")
+    sweep.add_argument("--nproc", type=int_arg, default=None, help=f"{NPROC_HELP}, for every strategy but single "
+                       f"{PRESETS_DEFAULT}")
+    sweep.add_argument("--global-batch", type=int_arg, default=None, help="sequences per step, all ranks "
+                       f"{PRESETS_DEFAULT}")
     sweep.add_argument("--repeat", type=int_arg, default=1, help="run the whole matrix N times (the gate uses the "
                        "spread of repeats)")
     sweep.add_argument("--exact-preset", action="store_true", help="run the preset as defined, without the "

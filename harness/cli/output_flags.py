@@ -11,5 +11,5 @@ def add_output_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--wide", action="store_true", help="every column, however wide the terminal (default: the "
                    "table fits the terminal, or 100 columns in a pipe; $COLUMNS sets the width)")
-    g.add_argument("--format", default="table", choices=FORMATS, help="table (default), or every column as csv, "
-                   "json or markdown on stdout")
+    g.add_argument("--format", default="table", choices=FORMATS, help="a table, or every column as csv, json or "
+                   "markdown on stdout")

@@ -74,7 +74,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     list_strategies()
     gpu_driver(), git_commit()  # a record's environment (an `unsupported` row's too), read once and cached
     for command in (["estimate"], ["run", "--dry-run"], ["sweep", "--dry-run", "--preset", "gpu"]):
-        _run(command + ["--no-store"])
+        _run(command if command == ["estimate"] else command + ["--no-store"])
     for name in ("zero3", "accelerate_ddp", "fsdp1_full_shard"):
         _run(["run", "--dry-run", "--strategy", name, "--nproc", "2"])
     real_check = runner.check_simulable
@@ -144,5 +144,5 @@ def test_every_option_of_the_four_commands_is_generated() -> None:
     from tests.bad_input_values import FILE_FLAGS, FLAGS
 
     for command in COMMANDS:
-        generated = {flag for flag, _ in FLAGS[command]} | {*FILE_FLAGS, "--dry-run", "-h", "--help"}
+        generated = {flag for flag, _ in FLAGS[command]} | {*FILE_FLAGS[command], "--dry-run", "-h", "--help"}
         assert _options(command) <= generated, _options(command) - generated
