@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from harness.cli.flags import add_fit_flags, figure_flags, spec_fields
+from harness.cli.progress_flag import add_progress_flags
 from harness.core.errors import SpecError, Unsupported
 from harness.core.spec import RunSpec
 from harness.estimate.fit import fits_json, inference_bytes, max_batch, memory_limit, profile_for
@@ -34,6 +35,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("simulate", help="run the real step under fake tensors and a fake process group")
     figure_flags(p)
     add_fit_flags(p)
+    add_progress_flags(p)
 
 
 def estimate_figures(spec: RunSpec, args: argparse.Namespace) -> tuple[Prediction, dict[str, Any]]:

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 from harness.cli import figures, listings, measure, results
 from harness.cli.flags import STORE_HELP, DefaultsFormatter, float_arg, int_arg
 from harness.cli.output_flags import add_output_flags
+from harness.core import progress
 from harness.core.errors import SpecError
 from harness.core.record import STATUSES
 
@@ -85,8 +86,12 @@ COMMANDS = {"run": measure.cmd_run, "sweep": measure.cmd_sweep, "estimate": figu
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    progress.configure(getattr(args, "progress", "off"))  # run, sweep and simulate have --progress
     try:
         return COMMANDS[args.command](args)
     except SpecError as bad:
+        progress.current().clear()
         print(f"spacetime: error: {bad}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    finally:
+        progress.current().clear()

@@ -12,7 +12,9 @@ from typing import Any
 
 from harness.cli.flags import NPROC_HELP, PRESETS_DEFAULT, int_arg, rendezvous_from, spec_fields, spec_flags
 from harness.cli.output_flags import add_output_flags
+from harness.cli.progress_flag import add_progress_flags
 from harness.core.errors import SpecError, Unsupported
+from harness.core.progress import current
 from harness.core.spec import RunSpec
 
 
@@ -22,6 +24,7 @@ def add_parsers(sub: Any) -> None:
     run.add_argument("--json", action="store_true", help="print the record as one JSON line, last on stdout")
     _add_side_by_side_flags(run)
     add_output_flags(run)
+    add_progress_flags(run)
     run.add_argument("--dry-run", action="store_true", help="validate and print the spec and the framework's "
                      "config (DeepSpeed's JSON) without launching; --device cuda is checked for a host with "
                      "the GPUs it needs")
@@ -43,6 +46,7 @@ def add_parsers(sub: Any) -> None:
                        "JSON line (planned, or unsupported with the reason) without launching")
     _add_side_by_side_flags(sweep)
     add_output_flags(sweep)
+    add_progress_flags(sweep)
     spec_flags(sweep, sweep=True)
 
 
@@ -64,6 +68,7 @@ def _stoppable(command: Callable[[argparse.Namespace], int]) -> Callable[[argpar
             with sigterm_interrupts():
                 return command(args)
         except KeyboardInterrupt as stop:
+            current().clear()
             print(f"spacetime: {_stopped(stop, args)}", file=sys.stderr)
             return 128 + stop_signal(stop)
 
@@ -115,6 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 1
         record = failed_record(spec, "unsupported", str(why))
     stored = args.no_store or record.status == FOLLOWER or store.save([record], args.store)
+    current().clear()  # the progress line goes before the record is printed
     if args.json:
         print(json.dumps(record.to_row()))
     else:
@@ -198,7 +204,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     store_path = None if args.no_store else (args.store or default_store())
     _check_store(args)
     unsaved = len(UNSAVED)
-    records = run_sweep(specs, store_path, show_progress=sys.stderr.isatty(), rdzv=rdzv,
+    records = run_sweep(specs, store_path, rdzv=rdzv,
                         predict=args.predict, simulate=args.simulate)
     rows = [r.to_row() for r in records]
     print_records(rows, title=f"spacetime sweep --preset {args.preset}", fmt=args.format, wide=args.wide)

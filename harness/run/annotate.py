@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.core.progress import current
 from harness.core.record import FOLLOWER, Record
 
 ERROR_COLUMNS = {"predicted": "predicted_peak_bytes", "simulated": "simulated_peak_bytes"}
@@ -23,6 +24,7 @@ def annotate(record: Record, predict: bool, simulate: bool) -> Record:
     if simulate:
         from harness.simulate.separate_process import simulated_peak
 
+        current().show("simulate: the same spec under fake tensors, in a process of its own")
         record.simulated_peak_bytes, record.simulate_error = simulated_peak(record.spec, target_device(record))
     return record
 

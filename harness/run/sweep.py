@@ -4,11 +4,11 @@ finished so far is already stored, and the run that was measuring is stored with
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from harness.core.errors import Unsupported
+from harness.core.progress import Progress, clock, current
 from harness.core.record import FOLLOWER, Record
 from harness.core.spec import RunSpec
 from harness.run import store
@@ -36,20 +36,33 @@ def run_sweep(specs: list[RunSpec], store_path: Path | None, show_progress: bool
               rdzv: Rendezvous | None = None, predict: bool = False, simulate: bool = False) -> list[Record]:
     """Launch each valid spec in turn; on several hosts (`rdzv`) every host runs the same plan, the runs on
     one host (`single`) on node 0 only, and only node 0 stores records.  `predict`/`simulate` add those
-    peaks to each record that ran (annotate.py)."""
+    peaks to each record that ran (annotate.py).  Progress (each row with the sweep's elapsed time and ETA, and
+    the run's own steps) goes to the reporter the command line configured, unless `show_progress` is False."""
     follower = rdzv is not None and rdzv.node_rank > 0
     planned = [(i, s) for i, s in enumerate(validate_all(specs))  # i: the run's rendezvous, the same everywhere
                if not follower or (not isinstance(s, Record) and s.nnodes > 1)]
     records: list[Record] = []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, disable=not show_progress, transient=True) as progress:
-        task = progress.add_task("sweep", total=len(planned))
+    progress = current() if show_progress else Progress(enabled=False)
+    start = time.monotonic()
+    try:
         for index, item in planned:
-            label = item.spec if isinstance(item, Record) else item
-            progress.update(task, description=f"{label.strategy} on {label.model} ({label.nproc} ranks)")
-            records.append(_run_one(item, rdzv.with_run(index) if rdzv else None, store_path, predict, simulate))
-            progress.advance(task)
+            with progress.prefixed(row_prefix(len(records), len(planned), time.monotonic() - start, item)):
+                began = time.monotonic()
+                records.append(_run_one(item, rdzv.with_run(index) if rdzv else None, store_path, predict,
+                                        simulate))
+                progress.show(f"{records[-1].status} in {clock(time.monotonic() - began)}")
+    finally:
+        progress.clear()
     return records
+
+
+def row_prefix(done: int, total: int, elapsed_s: float, item: RunSpec | Record) -> str:
+    """`sweep 3/8, 1m20s, ETA 2m10s: fsdp on tiny (2 ranks): `: the row under way, the sweep's time so far, and
+    the rows left at the mean time of those done (no ETA before the first row is done)."""
+    spec = item.spec if isinstance(item, Record) else item
+    eta = f"ETA {clock(elapsed_s / done * (total - done))}" if done else "ETA -"
+    row = f"{spec.strategy} on {spec.model} ({spec.nproc} ranks)"
+    return f"sweep {done + 1}/{total}, {clock(elapsed_s)}, {eta}: {row}: "
 
 
 def _run_one(item: RunSpec | Record, rdzv: Rendezvous | None, store_path: Path | None, predict: bool,

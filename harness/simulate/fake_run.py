@@ -14,6 +14,7 @@ import torch._dynamo  # noqa: F401  # the model's meta initialisation imports it
 import torch.distributed as dist
 
 from harness.core.memory import CATEGORIES, CUDA_CONTEXT_BYTES
+from harness.core.progress import current
 from harness.core.spec import RunSpec
 from harness.models.llama import build_model
 from harness.models.materialize import param_dtype
@@ -67,6 +68,7 @@ def peak_breakdown(spec: RunSpec, device: str) -> dict[str, int]:
     """Rank 0's breakdown at the peak of the second of two steps of `spec`, for a `device` target."""
     strategy = get_strategy(spec.strategy)
     cfg = config_for(spec)
+    current().show(f"simulate: build {spec.model} on the meta device")
     model = build_model(cfg, spec.seq_len).to(param_dtype(spec))  # meta, outside fake mode
     factory = make_optimizer_factory(spec, foreach=True if device == "cuda" else None)
     tracker = Tracker()
@@ -74,13 +76,15 @@ def peak_breakdown(spec: RunSpec, device: str) -> dict[str, int]:
         for stand_in in stand_ins(device, tracker.making_comm, tracker.mark_grad_shard):
             stack.enter_context(stand_in)
         stack.enter_context(SimFakeMode(allow_non_fake_inputs=True))
+        current().show(f"simulate: wrap it ({spec.strategy}) under fake tensors, {spec.nproc} rank(s)")
         prepared = strategy.wrap(model, factory, world, spec)
         tracker.track_resident(prepared.model, prepared.optimizer)
         adapt_ddp(prepared.model, tracker.mark_comm)
         rows = spec.batch_size * spec.grad_accum
         tokens = torch.randint(0, cfg.vocab_size, (rows, spec.seq_len + 1))
         batch = (tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous())
-        for _ in range(STEPS):
+        for i in range(STEPS):
+            current().show(f"simulate: step {i + 1}/{STEPS} under the memory tracker")
             with tracker:  # entering resets the peak to what is live now
                 prepared.step(batch)
             tracker.reset_mod_stats()

@@ -31,6 +31,7 @@ from typing import Any
 from harness.core.errors import Unsupported
 from harness.core.knobs import KNOBS, moved_knobs
 from harness.core.memory import PeakFigures
+from harness.core.progress import current
 from harness.core.spec import RunSpec
 
 CANNOT = {  # knob values the simulator cannot run, and why
@@ -100,11 +101,13 @@ def simulate(spec: RunSpec, device: str = "cpu") -> Simulation:
     started = time.perf_counter()  # the imports below count: torch, FSDP, DTensor, MemTracker and dynamo
     check_simulable(spec)
     frozen_before = gc.get_freeze_count()
+    current().show("simulate: import torch, its distributed stack and the strategy")
     with imports_set_aside():
         from harness.simulate.fake_run import peak_breakdown
     try:
         breakdown = peak_breakdown(spec, device)
     finally:
+        current().clear()
         if not frozen_before:  # what existed before is the collector's again (unless something else froze it)
             gc.unfreeze()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 
+from harness.core import progress
 from harness.core.errors import Unsupported
 from harness.core.spec import RunSpec
 from harness.simulate.runner import simulate
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", required=True, help="RunSpec as JSON")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="the target to account for")
     args = parser.parse_args(argv)
+    progress.configure("off")  # stderr is captured: its last line is the reason of a failure
     try:
         sim = simulate(RunSpec.from_json(args.spec), args.device)
     except Unsupported as why:
