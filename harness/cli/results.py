@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from harness.core.errors import SpecError
 from harness.report.console import console
 
 
@@ -42,7 +43,12 @@ def cmd_report(args: argparse.Namespace) -> int:
             print_records(group, title=f"{model}: newest record of each case", out=out, wide=args.wide)
     else:  # every model's records in one document; what was written goes to stderr
         print_records(rows, fmt=args.format)
-    for path in write_report(rows, args.out):
+    try:
+        written = write_report(rows, args.out)
+    except OSError as failed:  # e.g. the disk filled while the plots were written: one line, not a traceback
+        print(f"spacetime: error: report --out {args.out}: {failed.strerror or failed}", file=sys.stderr)
+        return 1
+    for path in written:
         print(f"wrote {path}", file=sys.stdout if args.format == "table" else sys.stderr)
     return 0
 
@@ -53,6 +59,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from harness.run import store
     from harness.run.gate import compare, regressed
 
+    if not 0 <= args.time_tolerance < float("inf"):  # nan fails both comparisons
+        raise SpecError("time_tolerance", f"--time-tolerance {args.time_tolerance} is not a fraction",
+                        "a number >= 0, e.g. 0.10 for 10%")
     base, cand, changes = compare(store.rows(args.store), args.baseline, args.candidate, args.time_tolerance)
     print_changes(changes, base, cand, fmt=args.format, wide=args.wide)
     verdicts = [c.verdict for c in changes]
