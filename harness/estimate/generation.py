@@ -1,0 +1,217 @@
+"""predict for the generate workload: an analytic per-rank memory model of loading, prefill and decode
+(`spacetime estimate --workload generate`), counted from the loop's code (harness/models/generate.py, the KV
+cache in harness/models/kv_cache.py, the blocks in harness/models/llama.py), all under no_grad.
+
+Rows = batch x beams (beam search expands every prompt before the prefill).  Per rank:
+  weights      as loaded (load_bytes.py), split by the strategy: whole (single, ddp), 1/world (FSDP full
+               shard), 1/tp (tp); under --offload one module's weights at a time (the rest in host memory).
+  kv_cache     2 x layers x kv heads (1/tp) x head dim x positions x rows x width.  static: allocated for
+               prompt + new tokens before the prefill; dynamic: grows by torch.cat to the longest the loop
+               feeds, prompt + new - 1 (the last token is chosen, never fed back).
+  activations  the largest live set of one block's forward: the residual, a norm's output, q/k/v, the keys
+               and values repeated to the query heads (grouped-query attention), SDPA's output, the MLP's
+               three intermediates; at prompt length in the prefill, one token per row in decode.
+  logits       the model returns every position's logits: rows x prompt x vocab in the compute width after
+               the prefill (gathered whole under tp, beside the rank's shard); rows x vocab per decode step;
+               beam search adds log-softmax and its sum in fp32 and keeps the last step's scores.
+  temporaries  torch.cat's new tensors beside one layer's old ones (dynamic cache); beam search's reorder
+               (index_select of one layer's keys, or keys and values for the dynamic cache).
+  comm         FSDP full shard: the root (embedding, norm, output) and three blocks gathered at a time, as
+               for training's forward (comm.py).
+  context      the CUDA context on a CUDA target (harness/core/memory.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from harness.core.errors import Unsupported
+from harness.core.memory import CUDA_CONTEXT_BYTES, PeakFigures
+from harness.core.spec import RunSpec
+from harness.estimate.load_bytes import compute_width, linear_shapes, loaded_weights
+from harness.models.zoo import ModelConfig, config_for
+
+GEN_CATEGORIES = ("weights", "buffers", "kv_cache", "activations", "logits", "temporaries", "comm", "context")
+GENERATION_STRATEGIES = ("single", "ddp", "fsdp_full_shard", "tp")
+
+
+@dataclass(frozen=True)
+class GenShape:
+    """The sizes one rank's generation works with."""
+
+    rows: int  # batch x beams
+    prompt: int
+    new: int
+    width: float  # bytes per element of activations, logits and the cache
+    d: int
+    qd: float  # q width on this rank (heads x head dim / tp)
+    kvd: float  # k and v width on this rank
+    fd: float  # MLP width on this rank
+    n_rep: int  # query heads per kv head
+    vocab: int
+    layers: int
+    tp: int
+
+    @classmethod
+    def of(cls, cfg: ModelConfig, spec: RunSpec, tp: int) -> GenShape:
+        return cls(rows=spec.batch_size * spec.num_beams, prompt=spec.prompt_len, new=spec.new_tokens,
+                   width=compute_width(spec), d=cfg.dim, qd=cfg.n_heads * cfg.head_dim / tp,
+                   kvd=cfg.n_kv_heads * cfg.head_dim / tp, fd=cfg.ffn_dim / tp,
+                   n_rep=cfg.n_heads // cfg.n_kv_heads, vocab=cfg.vocab_size, layers=cfg.n_layers, tp=tp)
+
+    def layer_kv(self, positions: float) -> float:
+        """One layer's keys and values over `positions` positions."""
+        return 2 * self.rows * self.kvd * positions * self.width
+
+    @property
+    def longest(self) -> int:
+        """The positions the cache holds after the last decode step (the last new token is never fed)."""
+        return self.prompt + self.new - 1
+
+
+def kv_cache_bytes(g: GenShape, kind: str) -> float:
+    """The cache at the end of generation (the record's kv_cache_bytes)."""
+    return g.layers * g.layer_kv(g.prompt + g.new if kind == "static" else g.longest)
+
+
+def block_live(g: GenShape, t: int, keys: int) -> float:
+    """The most one block's forward holds at once (beyond weights and cache), for `t` query tokens over `keys`
+    cached positions: the largest of the norm, RoPE, attention and MLP moments."""
+    w, d = g.width, g.d
+    resid = t * d * w  # the block's input, alive to the residual add
+    normed = t * d * w
+    # RMSNorm upcasts a 16-bit input twice (its pow and its multiply) and squares one copy: three fp32 copies
+    norm = resid + t * d * 4.0 * (3 if w < 4 else 2)
+    # RoPE's pairs in fp32 (a copy of a 16-bit input), the rotated halves and their stack
+    rope_tmp = 12.0 if w < 4 else 8.0
+    rope_q = resid + normed + t * g.qd * (w + rope_tmp)
+    rope_k = resid + normed + t * g.qd * w + t * g.kvd * (w + rope_tmp)
+    qkv = t * (g.qd + 2 * g.kvd) * w
+    repeated = 2 * (g.rows * g.qd * keys * w) if g.n_rep > 1 else 0.0  # keys and values per query head
+    sdpa = resid + normed + qkv + repeated + t * g.qd * w
+    out_proj = resid + normed + qkv + t * g.qd * w + t * d * w
+    mlp = resid + normed + 3 * t * g.fd * w  # silu(w1 x), w3 x and their product
+    return max(norm, rope_q, rope_k, sdpa, out_proj, mlp)
+
+
+def head_live(g: GenShape, t: int) -> float:
+    """The final norm and the output projection over `t` positions: the hidden state, its norm and the logits
+    (under tp each rank's shard beside the gathered whole)."""
+    logits = t * g.vocab * g.width * (1 + 1 / g.tp if g.tp > 1 else 1)
+    norm = t * g.d * g.width + t * g.d * 4.0 * (3 if g.width < 4 else 2)
+    return max(norm, 2 * t * g.d * g.width + logits)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the strategy and --offload put the weights of one rank."""
+
+    weights: float  # on the device, all the time
+    buffers: float  # the rotary table (fp32, prompt + new positions)
+    comm: float  # gathered for compute (FSDP)
+    host: float  # in host memory (or on disk)
+
+
+def placement(cfg: ModelConfig, spec: RunSpec) -> tuple[Placement, int]:
+    """(where the weights go, the tensor-parallel degree)."""
+    if spec.strategy not in GENERATION_STRATEGIES:
+        raise Unsupported(f"spacetime estimate models generation under {', '.join(GENERATION_STRATEGIES)}; "
+                          f"not {spec.strategy}")
+    w = loaded_weights(cfg, spec)
+    rope = (spec.prompt_len + spec.new_tokens) * cfg.head_dim * 4.0  # the rotary table, a buffer (fp32)
+    tp = (spec.tp or spec.nproc) if spec.strategy == "tp" else 1
+    if spec.offload != "none":  # one module's weights on the device at a time
+        width = compute_width(spec)
+        largest = max([cfg.vocab_size * cfg.dim * width] + [i * o * width for i, o in linear_shapes(cfg)])
+        return Placement(largest / tp, rope, 0.0, w.total / tp), tp
+    if spec.strategy == "fsdp_full_shard" and spec.nproc > 1:
+        root = w.rest
+        return Placement(w.total / spec.nproc, rope, root + 3 * w.block(cfg.n_layers), 0.0), 1
+    return Placement(w.total / tp, rope, 0.0, 0.0), tp
+
+
+def prefill_phases(g: GenShape, spec: RunSpec) -> dict[str, dict[str, float]]:
+    """What the prefill holds beside the weights, at each moment that can peak.  Beam search's first step
+    (log-softmax over the prefill's last position, then the cache's first reorder) belongs to it."""
+    t = g.rows * g.prompt
+    static = spec.kv_cache == "static"
+    kv = kv_cache_bytes(g, "static") if static else g.layers * g.layer_kv(g.prompt)
+    logits = t * g.vocab * g.width  # the prefill's logits, alive until the first token is chosen
+    phases = {"prefill blocks": {"kv_cache": kv, "activations": block_live(g, t, g.prompt)},
+              "prefill logits": {"kv_cache": kv, "logits": head_live(g, t)}}
+    if spec.num_beams > 1:
+        phases["first beam step"] = {"kv_cache": kv, "logits": logits + 2 * g.rows * g.vocab * 4.0}
+        if spec.new_tokens > 1:
+            phases["first reorder"] = {"kv_cache": kv, "logits": g.rows * g.vocab * 4.0,
+                                       "temporaries": _reorder(g, static, g.prompt)}
+    return phases
+
+
+def _reorder(g: GenShape, static: bool, positions: int) -> float:
+    """Beam search's reorder of one layer: the static cache copies index_select's keys back in place (then
+    the values); the dynamic cache replaces keys and values together."""
+    return g.layer_kv(g.prompt + g.new) / 2 if static else g.layer_kv(positions)
+
+
+def decode_phases(g: GenShape, spec: RunSpec) -> dict[str, dict[str, float]]:
+    """What the last decode step holds beside the weights (the cache is at its longest then)."""
+    if spec.new_tokens < 2:
+        return {}
+    static = spec.kv_cache == "static"
+    kv = kv_cache_bytes(g, spec.kv_cache)
+    scores = g.rows * g.vocab * 4.0 if spec.num_beams > 1 else 0.0  # the last step's log-probabilities
+    phases = {"decode blocks": {"kv_cache": kv, "activations": block_live(g, g.rows, g.longest),
+                                "logits": scores},
+              "decode logits": {"kv_cache": kv, "logits": scores + head_live(g, g.rows)}}
+    if not static:  # the last layer's torch.cat: its old keys and values beside the new ones
+        phases["cache growth"] = {"kv_cache": kv, "temporaries": g.layer_kv(g.longest - 1), "logits": scores}
+    if spec.num_beams > 1:
+        # log-softmax of this step beside the last step's scores: the logits (and an fp32 copy of 16-bit
+        # ones, or the sum) with the log-softmax and the new scores
+        phases["beam step"] = {"kv_cache": kv, "logits": g.rows * g.vocab * (g.width + 12.0)}
+        if spec.new_tokens > 2:
+            before = kv if static else g.layers * g.layer_kv(g.longest - 1)
+            phases["beam reorder"] = {"kv_cache": before, "logits": scores,
+                                      "temporaries": _reorder(g, static, g.longest - 1)}
+    return phases
+
+
+@dataclass
+class GenPrediction(PeakFigures):
+    """The per-rank breakdown at generation's largest moment, and the peak of each phase."""
+
+    spec: RunSpec
+    breakdown: dict[str, int]  # bytes per rank at the peak moment, by GEN_CATEGORIES
+    phase: str
+    host_bytes: int  # weights kept in host memory (or on disk) under --offload
+    phase_peaks: dict[str, int]  # load_bytes, prefill_peak_bytes, decode_peak_bytes (no context)
+    kv_cache_bytes: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"workload": "generate", "peak_bytes": self.peak_bytes, "device_bytes": self.device_bytes,
+                "phase": self.phase, "breakdown": {**self.breakdown, "peak": self.peak_bytes},
+                "host_bytes": self.host_bytes, "kv_cache_bytes": self.kv_cache_bytes, **self.phase_peaks}
+
+
+def predict_generation(spec: RunSpec, device: str = "cuda") -> GenPrediction:
+    """The per-rank peak of generating with `spec` on `device` (which decides the CUDA context)."""
+    cfg = config_for(spec)
+    where, tp = placement(cfg, spec)
+    g = GenShape.of(cfg, spec, tp)
+    held = {"weights": where.weights, "buffers": where.buffers, "comm": where.comm}
+    groups = {"load_bytes": {"load": {"comm": -where.comm}}, "prefill_peak_bytes": prefill_phases(g, spec),
+              "decode_peak_bytes": decode_phases(g, spec)}
+    peaks: dict[str, int] = {}
+    best, best_parts = "", {"weights": -1.0}
+    for figure, phases in groups.items():
+        peaks[figure] = 0
+        for name, extra in phases.items():
+            parts = {k: held.get(k, 0.0) + extra.get(k, 0.0) for k in GEN_CATEGORIES[:-1]}
+            total = sum(parts.values())
+            peaks[figure] = max(peaks[figure], int(total))
+            if total > sum(best_parts.values()):
+                best, best_parts = name, parts
+    context = CUDA_CONTEXT_BYTES if device == "cuda" else 0
+    breakdown = {k: int(best_parts[k]) for k in GEN_CATEGORIES[:-1]} | {"context": context}
+    return GenPrediction(spec, breakdown, best, int(where.host), peaks, int(kv_cache_bytes(g, spec.kv_cache)))

@@ -1,0 +1,103 @@
+"""The weights a model holds once loaded for inference, by dtype and quantization, and the bytes-per-parameter
+rule of thumb beside them.
+
+Unquantized, every weight is stored in the compute width: 4 B (fp32) or 2 B (bf16, fp16, bf16-pure).  Under
+--quant (harness/models/quantize.py) the block projections (wq, wk, wv, wo, w1, w2, w3) become bitsandbytes
+layers; the embedding, the norms and the output head stay in the compute width.  What bitsandbytes keeps:
+  int8  Linear8bitLt over Int8Params (threshold 0: no outlier columns): the int8 matrix (CB) and one fp32
+        scale per output row (SCB); nothing else stays once the weight is on its device.
+  nf4   Linear4bit over Params4bit (blocksize 64, compress_statistics on: double quantization): two weights per
+        byte, one absmax per 64-block quantized to uint8, and for those the nested state: one fp32 absmax per
+        256 of them, an fp32 offset and the 16-entry NF4 code (fp32) per tensor; the 256-entry dynamic map the
+        nested state quantizes with is one tensor cached by bitsandbytes and shared by every layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.core.spec import RunSpec
+from harness.core.units import GIB
+from harness.models.zoo import ModelConfig
+
+NF4_BLOCK = 64  # bitsandbytes' default blocksize for Params4bit
+NESTED_BLOCK = 256  # the blocksize double quantization uses for the absmax values
+NF4_CODE = 16 * 4  # the NF4 code table of each tensor (fp32)
+DYNAMIC_MAP = 256 * 4  # the dynamic map the nested absmax is quantized with, cached once per device
+RULE_BYTES = {"fp32": 4.0, "bf16": 2.0, "int8": 1.0, "int4": 0.5}  # the rule of thumb, bytes per parameter
+
+
+def compute_width(spec: RunSpec) -> float:
+    """Bytes per element of what inference computes and stores unquantized: the 16-bit dtypes hold 16-bit
+    weights (no fp32 masters without an optimizer), fp32 holds fp32."""
+    return 4.0 if spec.dtype == "fp32" else 2.0
+
+
+def linear_shapes(cfg: ModelConfig) -> list[tuple[int, int]]:
+    """(in, out) of one block's projections."""
+    d, q, kv, f = cfg.dim, cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim, cfg.ffn_dim
+    return [(d, q), (d, kv), (d, kv), (q, d), (d, f), (d, f), (f, d)]
+
+
+def quantizer_extra(in_features: int, out_features: int, quant: str) -> float:
+    """What bitsandbytes keeps for one projection beyond its quantized weights (scales, nested state)."""
+    if quant == "int8":
+        return out_features * 4.0  # SCB: one fp32 scale per output row
+    if quant == "nf4":
+        blocks = -(-in_features * out_features // NF4_BLOCK)
+        nested = -(-blocks // NESTED_BLOCK)
+        return blocks * 1.0 + nested * 4.0 + 4.0 + NF4_CODE  # uint8 absmax, fp32 nested absmax, offset, code
+    return 0.0
+
+
+QUANT_WIDTH = {"int8": 1.0, "nf4": 0.5}
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    """One whole model's weights as loaded (bytes, before any sharding)."""
+
+    linear: float  # block projections, quantized or in the compute width
+    rest: float  # embedding, norms, output head: always in the compute width
+    scales: float  # what the quantizer keeps beyond the quantized weights
+    linear_params: int
+    rest_params: int
+
+    @property
+    def total(self) -> float:
+        return self.linear + self.rest + self.scales
+
+    def block(self, n_layers: int) -> float:
+        """One block's share (its projections, their scales and its two norms)."""
+        return (self.linear + self.scales) / n_layers
+
+
+def loaded_weights(cfg: ModelConfig, spec: RunSpec) -> LoadedWeights:
+    width = compute_width(spec)
+    shapes = linear_shapes(cfg)
+    linear_params = cfg.n_layers * sum(i * o for i, o in shapes)
+    rest_params = cfg.param_count() - linear_params
+    if spec.quant == "none":
+        return LoadedWeights(linear_params * width, rest_params * width, 0.0, linear_params, rest_params)
+    scales = cfg.n_layers * sum(quantizer_extra(i, o, spec.quant) for i, o in shapes)
+    scales += DYNAMIC_MAP if spec.quant == "nf4" else 0.0
+    return LoadedWeights(linear_params * QUANT_WIDTH[spec.quant], rest_params * width, scales, linear_params,
+                         rest_params)
+
+
+# the rule-of-thumb rows, each with the spec fields that load a model that way
+RULE_ROWS = {"fp32": {"dtype": "fp32", "quant": "none"}, "bf16": {"dtype": "bf16", "quant": "none"},
+             "int8": {"dtype": "bf16", "quant": "int8"}, "int4": {"dtype": "bf16", "quant": "nf4"}}
+
+
+def rule_table(cfg: ModelConfig, spec: RunSpec) -> list[dict[str, float | str]]:
+    """Per row of the rule of thumb: the rule's figure (parameters x bytes), the estimate, and what the
+    difference is made of (the quantizer's scales; the layers that stay 16-bit), all in GiB."""
+    rows: list[dict[str, float | str]] = []
+    n = cfg.param_count()
+    for name, fields in RULE_ROWS.items():
+        w = loaded_weights(cfg, spec.with_(**fields))
+        unquantized = w.rest_params * (compute_width(spec.with_(**fields)) - RULE_BYTES[name])
+        rows.append({"row": name, "rule_gib": n * RULE_BYTES[name] / GIB, "estimate_gib": w.total / GIB,
+                     "scales_gib": w.scales / GIB, "unquantized_gib": unquantized / GIB})
+    return rows
