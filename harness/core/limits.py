@@ -29,7 +29,8 @@ LIMITS: dict[str, tuple[int, int]] = {
     "global_batch": (1, 2**34), "repeat": (1, 1000), "last": (1, 2**31), "node_rank": (0, MAX_RANKS - 1),
     # model shape (--model-config, --set)
     "dim": (1, 2**16), "ffn_dim": (1, 2**18), "n_layers": (1, 2**10), "n_heads": (1, 2**10),
-    "n_kv_heads": (1, 2**10), "vocab_size": (1, 2**21),
+    "n_kv_heads": (1, 2**10), "vocab_size": (1, 2**21), "head_size": (0, 2**12), "sliding_window": (0, 2**24),
+    "sliding_every": (1, 2**10),
 }
 # RunSpec float fields -> (smallest, largest); both finite
 FLOAT_LIMITS: dict[str, tuple[float, float]] = {"timeout_s": (1.0, MAX_SECONDS)}

@@ -1,5 +1,7 @@
 """The zoo's model: a Llama-style decoder (RMSNorm, RoPE, SwiGLU, grouped-query attention, SDPA), built on the
-meta device."""
+meta device, with what sets the other families apart (ModelConfig's family fields): biases on the attention
+projections, q/k norms, a head width of its own, GeGLU, scaled embeddings, (1 + w) norms, norms after attention
+and the MLP, softcapped and sliding-window attention (harness/models/attend.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.models.attend import explicit_attention, needs_explicit, window_of
 from harness.models.zoo import ModelConfig
 
 if TYPE_CHECKING:
@@ -18,14 +21,15 @@ if TYPE_CHECKING:
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float) -> None:
+    def __init__(self, dim: int, eps: float, offset: bool = False) -> None:
         super().__init__()
         self.eps = eps
+        self.offset = offset  # scale by 1 + weight (Gemma)
         self.weight = nn.Parameter(torch.empty(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         normed = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
-        return normed.type_as(x) * self.weight
+        return normed.type_as(x) * (1 + self.weight if self.offset else self.weight)
 
 
 def rope_tables(head_dim: int, seq_len: int, theta: float, device: torch.device) -> torch.Tensor:
@@ -45,31 +49,42 @@ def apply_rope(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, layer: int = 0) -> None:
         super().__init__()
+        self.cfg, self.layer = cfg, layer
         self.head_dim = cfg.head_dim
         self.n_rep = cfg.n_heads // cfg.n_kv_heads
         kv = cfg.n_kv_heads * cfg.head_dim
-        self.wq = nn.Linear(cfg.dim, cfg.dim, bias=False)
-        self.wk = nn.Linear(cfg.dim, kv, bias=False)
-        self.wv = nn.Linear(cfg.dim, kv, bias=False)
-        self.wo = nn.Linear(cfg.dim, cfg.dim, bias=False)
+        bias = cfg.attention_bias != "none"
+        self.wq = nn.Linear(cfg.dim, cfg.q_dim, bias=bias)
+        self.wk = nn.Linear(cfg.dim, kv, bias=bias)
+        self.wv = nn.Linear(cfg.dim, kv, bias=bias)
+        self.wo = nn.Linear(cfg.q_dim, cfg.dim, bias=cfg.attention_bias == "all")
+        if cfg.qk_norm:
+            self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps, cfg.norm_offset)
+            self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps, cfg.norm_offset)
 
     def forward(self, x: torch.Tensor, rope: torch.Tensor, cache: LayerCache | None = None,
                 pos: int = 0) -> torch.Tensor:
         b, s, _ = x.shape
         rope = rope[pos:] if pos else rope  # generation: positions pos.. of a cached sequence
         # -1 heads: under tensor parallelism each rank holds a slice of the heads.
-        q = apply_rope(self.wq(x).view(b, s, -1, self.head_dim), rope)
-        k = apply_rope(self.wk(x).view(b, s, -1, self.head_dim), rope)
+        q, k = self.wq(x).view(b, s, -1, self.head_dim), self.wk(x).view(b, s, -1, self.head_dim)
+        if self.cfg.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = apply_rope(q, rope), apply_rope(k, rope)
         v = self.wv(x).view(b, s, -1, self.head_dim)
         if cache is not None:  # generation: keys and values of earlier positions come from the cache
             return self.wo(cache.attend(q, k, v, pos, self.n_rep))
         if self.n_rep > 1:
             k = k.repeat_interleave(self.n_rep, dim=2)
             v = v.repeat_interleave(self.n_rep, dim=2)
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                             is_causal=True)
+        if needs_explicit(self.cfg, self.layer, k.shape[1]):  # softcapping or a window shorter than the keys
+            out = explicit_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                     self.cfg.attn_softcap, window_of(self.cfg, self.layer))
+        else:
+            out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                                 is_causal=True)
         return self.wo(out.transpose(1, 2).reshape(b, s, -1))
 
 
@@ -79,21 +94,30 @@ class FeedForward(nn.Module):
         self.w1 = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
         self.w2 = nn.Linear(cfg.ffn_dim, cfg.dim, bias=False)
         self.w3 = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
+        self.gelu = cfg.mlp_act == "gelu_tanh"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        gate = F.gelu(self.w1(x), approximate="tanh") if self.gelu else F.silu(self.w1(x))
+        return self.w2(gate * self.w3(x))
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, layer: int = 0) -> None:
         super().__init__()
-        self.attention_norm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.attention = Attention(cfg)
-        self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.attention_norm = RMSNorm(cfg.dim, cfg.norm_eps, cfg.norm_offset)
+        self.attention = Attention(cfg, layer)
+        self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps, cfg.norm_offset)
         self.feed_forward = FeedForward(cfg)
+        self.sandwich = cfg.sandwich_norms
+        if cfg.sandwich_norms:  # Gemma 2: each branch's output normed before the residual add
+            self.post_attention_norm = RMSNorm(cfg.dim, cfg.norm_eps, cfg.norm_offset)
+            self.post_ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps, cfg.norm_offset)
 
     def forward(self, x: torch.Tensor, rope: torch.Tensor, cache: LayerCache | None = None,
                 pos: int = 0) -> torch.Tensor:
+        if self.sandwich:
+            x = x + self.post_attention_norm(self.attention(self.attention_norm(x), rope, cache, pos))
+            return x + self.post_ffn_norm(self.feed_forward(self.ffn_norm(x)))
         x = x + self.attention(self.attention_norm(x), rope, cache, pos)
         return x + self.feed_forward(self.ffn_norm(x))
 
@@ -104,8 +128,8 @@ class Transformer(nn.Module):
         self.cfg = cfg
         self.max_seq_len = max_seq_len
         self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.dim)
-        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
-        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps, cfg.norm_offset)
         self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.output.weight = self.tok_embeddings.weight
@@ -116,9 +140,14 @@ class Transformer(nn.Module):
         """Logits of every position; with a KV cache (generation), `tokens` sit at positions pos.. after the
         cached ones."""
         h = self.tok_embeddings(tokens)
+        if self.cfg.embed_scale:  # Gemma: by sqrt(dim)
+            h = h * self.cfg.dim**0.5
         for i, layer in enumerate(self.layers):
             h = layer(h, self.rope, cache[i], pos) if cache is not None else layer(h, self.rope)
-        return self.output(self.norm(h))
+        logits = self.output(self.norm(h))
+        if self.cfg.final_softcap > 0:
+            logits = torch.tanh(logits / self.cfg.final_softcap) * self.cfg.final_softcap
+        return logits
 
 
 def build_model(cfg: ModelConfig, max_seq_len: int) -> Transformer:

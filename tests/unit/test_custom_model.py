@@ -32,7 +32,8 @@ def test_grouped_query_config_without_a_name(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("data", "message"), [
-    ({**TINYLLAMA, "model_type": "qwen2"}, "model_type 'qwen2' is not a Llama-family decoder; valid: llama, mistral"),
+    ({**TINYLLAMA, "model_type": "gpt2"}, "model_type 'gpt2' is not a supported decoder family; valid: llama, "
+                                          "mistral, qwen2, qwen3, gemma, gemma2, phi3"),
     ({k: v for k, v in TINYLLAMA.items() if k != "hidden_size"}, "lacks hidden_size"),
     ({**TINYLLAMA, "num_key_value_heads": 5}, "do not split evenly"),
 ])
