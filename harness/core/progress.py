@@ -71,14 +71,15 @@ class Progress:
     otherwise each `show` and `note` is a plain line."""
 
     def __init__(self, stream: TextIO | None = None, enabled: bool = True, live: bool | None = None,
-                 tick_s: float = TICK_S) -> None:
+                 tick_s: float = TICK_S, now: Callable[[], float] = time.monotonic) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled
         self.live = _isatty(self.stream) if live is None else live
         self.prefix = ""  # put before every line (a sweep's row, its elapsed time and ETA)
         self._tick_s = tick_s
+        self._now = now
         self._text: str | None = None
-        self._since = time.monotonic()
+        self._since = now()
         self._lock = threading.Lock()
         self._ticker: threading.Thread | None = None
         self._stop = threading.Event()
@@ -88,7 +89,7 @@ class Progress:
         if not self.enabled:
             return
         with self._lock:
-            self._text, self._since = text, time.monotonic()
+            self._text, self._since = text, self._now()
             self._draw()
         if self.live:
             self._start_ticker()
@@ -133,7 +134,7 @@ class Progress:
         if not self.live:
             self.stream.write(line + "\n")
         else:
-            took = time.monotonic() - self._since
+            took = self._now() - self._since
             line += f" ({clock(took)})" if took >= 1.0 else ""
             width = shutil.get_terminal_size((100, 24)).columns - 1
             self.stream.write(_ERASE + (line if len(line) <= width else line[: width - 1] + "…"))
