@@ -90,7 +90,7 @@ def _stopped(stop: KeyboardInterrupt, args: argparse.Namespace) -> str:
 
 @_stoppable
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.core.record import FOLLOWER
+    from harness.core.record import FOLLOWER, Record
     from harness.report.tables import print_records
     from harness.run import store
     from harness.run.annotate import annotate
@@ -103,16 +103,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = RunSpec(**spec_fields(args))
     rdzv = rendezvous_from(args)
     _check_store(args)
+    record: Record | None = None
     try:
         spec = validate(spec, planned=args.dry_run)
         if args.dry_run:  # what would run, launching nothing
             config = get_strategy(spec.strategy).framework_config(spec)
             print(json.dumps({"spec": json.loads(spec.to_json()), "framework_config": config}, indent=2))
             return 0
-        record = annotate(launch(spec, rdzv), args.predict, args.simulate)
+        record = launch(spec, rdzv)
+        annotate(record, args.predict, args.simulate)
     except Interrupted as stop:  # the run, killed, is kept as `interrupted`
         if stop.record is not None and not args.no_store:
             store.save([stop.record], args.store)
+        raise
+    except KeyboardInterrupt:  # stopped while predicting or simulating: the measured record is whole; keep it
+        if record is not None and not args.no_store:
+            store.save([record], args.store)
         raise
     except Unsupported as why:
         if args.dry_run:  # a dry run stores nothing, whatever it finds

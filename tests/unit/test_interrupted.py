@@ -3,9 +3,13 @@ the regression gate passes over it and `report` shows the case's last finished r
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from harness.core.record import INTERRUPTED, STATUSES
+import pytest
+
+from harness.core.record import INTERRUPTED, STATUSES, Record
+from harness.core.spec import RunSpec
 from harness.report.cases import latest
 from harness.run.gate import compare, regressed
 
@@ -48,3 +52,22 @@ def test_report_shows_the_last_finished_record_of_a_case() -> None:
     assert latest([stopped]) == [stopped]
     error = _row("c", "error", "2026-01-03T00:00:00")
     assert latest([ok, stopped, error]) == [error]
+
+
+def test_ctrl_c_while_run_simulates_keeps_the_measured_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import harness.run.launch
+    from harness.cli.main import main
+    from harness.run import store
+
+    def launch(spec: RunSpec, rdzv: object = None) -> Record:
+        return Record(spec=spec, status="ok", peak_bytes=123)
+
+    def simulated_peak(spec: RunSpec, device: str) -> tuple[int | None, str | None]:
+        raise KeyboardInterrupt  # Ctrl-C while the simulation runs
+
+    monkeypatch.setattr(harness.run.launch, "launch", launch)
+    monkeypatch.setattr("harness.simulate.separate_process.simulated_peak", simulated_peak)
+    assert main(["run", "--model", "tiny", "--simulate", "--store", str(tmp_path)]) == 130
+    assert [(r["status"], r["peak_bytes"]) for r in store.rows(tmp_path)] == [("ok", 123)]
+    assert capsys.readouterr().err.startswith("spacetime: interrupted by SIGINT")
