@@ -69,6 +69,9 @@ class Strategy:
     why_not: dict[str, str] = {}
     # Why `spacetime simulate` cannot run this strategy under fake tensors; None: it can (harness/simulate/runner.py).
     simulate_why_not: str | None = None
+    # --workload generate: whether the strategy runs it (`wrap_generate`), and why not where it does not.
+    generates: bool = False
+    generate_why_not: str = "generation is not implemented for this strategy; use single, ddp or fsdp_full_shard"
 
     def __init__(self, name: str, description: str = "") -> None:
         self.name = name
@@ -103,6 +106,10 @@ class Strategy:
 
     def wrap(self, model: nn.Module, make_optimizer: OptimizerFactory, world: World,
              spec: RunSpec) -> Prepared:
+        raise NotImplementedError
+
+    def wrap_generate(self, model: nn.Module, world: World, spec: RunSpec) -> nn.Module:
+        """--workload generate: the meta model loaded for inference on this rank (weights only, no optimizer)."""
         raise NotImplementedError
 
 

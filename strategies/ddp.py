@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 class DDP(Strategy):
     shards = "nothing (replicates params, grads and optimizer state; adds gradient buckets)"
     knobs = ALL_KNOBS
+    generates = True  # as replicas: the whole model on every rank, each rank generating for its own prompts
 
     def memory_profile(self, spec: RunSpec) -> MemoryProfile:
         return MemoryProfile(grad_buckets=True)
@@ -45,3 +46,8 @@ class DDP(Strategy):
             return nullcontext() if last else ddp.no_sync()
 
         return Prepared(ddp, optimizer, make_step(ddp, optimizer, spec, world.device, sync=sync))
+
+    def wrap_generate(self, model: nn.Module, world: World, spec: RunSpec) -> nn.Module:
+        from harness.models.generate import load_weights
+
+        return load_weights(model, world.device, spec)  # no wrapper: replicas have no gradients to all-reduce

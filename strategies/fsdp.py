@@ -76,6 +76,7 @@ class FSDP(Strategy):
         self.reshard_after_forward = reshard_after_forward
         self.hybrid = hybrid
         self.offload = offload
+        self.generates = reshard_after_forward and not hybrid and not offload  # fsdp_full_shard
         self.shards = "params, grads, optimizer state" + (
             " within each replica group" if hybrid else "") + (
             " (held in CPU memory, copied in per unit)" if offload else "")
@@ -120,6 +121,13 @@ class FSDP(Strategy):
         # FSDP2 casts parameters itself (mixed precision policy), so no autocast; gradients are DTensor shards
         step = make_step(model, optimizer, spec, world.device, autocast=False, sharded_grads=True)
         return Prepared(model, optimizer, step)
+
+    def wrap_generate(self, model: nn.Module, world: World, spec: RunSpec) -> nn.Module:
+        """Sharded weights, gathered block by block in each forward and freed after it (no optimizer)."""
+        from harness.models.generate import load_weights
+
+        shard_model(model, world.mesh((world.world_size,), ("dp",)), {"reshard_after_forward": True})
+        return load_weights(model, world.device, spec)
 
     def fsdp_kwargs(self, world: World, spec: RunSpec) -> dict[str, Any]:
         from torch.distributed.fsdp import CPUOffloadPolicy

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 class Single(Strategy):
     shards = "nothing"
     knobs = ALL_KNOBS
+    generates = True
 
     def check(self, spec: RunSpec) -> None:
         if spec.nproc != 1:
@@ -46,3 +47,8 @@ class Single(Strategy):
         apply_checkpointing(model, spec)
         optimizer = make_optimizer(model.parameters())
         return Prepared(model, optimizer, make_step(model, optimizer, spec, world.device))
+
+    def wrap_generate(self, model: nn.Module, world: World, spec: RunSpec) -> nn.Module:
+        from harness.models.generate import load_weights
+
+        return load_weights(model, world.device, spec)

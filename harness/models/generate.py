@@ -10,12 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from harness.models.kv_cache import KVCache, make_cache
+from harness.models.materialize import materialize
 from harness.models.zoo import ModelConfig
+
+if TYPE_CHECKING:
+    from harness.core.spec import RunSpec
+
+
+def load_weights(model: nn.Module, device: torch.device, spec: RunSpec) -> nn.Module:
+    """A (meta, possibly sharded) model's weights for inference: materialized in the model's dtype, the block
+    projections quantized (bitsandbytes int8/NF4) with --quant; no adapters, nothing trains."""
+    materialize(model, device, spec.seed)
+    if spec.quant != "none":
+        from harness.models.quantize import quantize_blocks
+
+        quantize_blocks(model, spec, device)
+    return model.eval().requires_grad_(False)
 
 
 def prompts(seed: int, rows: int, prompt_len: int, vocab: int) -> torch.Tensor:

@@ -21,11 +21,7 @@ def quantize_and_adapt(model: nn.Module, spec: RunSpec, device: torch.device) ->
         return model
     from peft import inject_adapter_in_model
 
-    for block in model.layers:  # type: ignore[union-attr]
-        for name, child in list(block.named_modules()):
-            if isinstance(child, nn.Linear):
-                parent = block.get_submodule(name.rpartition(".")[0])
-                setattr(parent, name.rpartition(".")[2], _quantized(child, spec, device))
+    quantize_blocks(model, spec, device)
     model = inject_adapter_in_model(_lora_config(spec), model)
     freeze_base(model)
     with torch.no_grad():
@@ -33,6 +29,16 @@ def quantize_and_adapt(model: nn.Module, spec: RunSpec, device: torch.device) ->
             if is_adapter(name):
                 param.data = init_value(canonical_name(name), param.shape, spec.seed, device).to(param.dtype)
     return model
+
+
+def quantize_blocks(model: nn.Module, spec: RunSpec, device: torch.device) -> None:
+    """Replace every block projection of a materialized model with a bitsandbytes int8/NF4 layer holding the
+    same weights (generation uses them as they are; training adds adapters)."""
+    for block in model.layers:  # type: ignore[union-attr]
+        for name, child in list(block.named_modules()):
+            if isinstance(child, nn.Linear):
+                parent = block.get_submodule(name.rpartition(".")[0])
+                setattr(parent, name.rpartition(".")[2], _quantized(child, spec, device))
 
 
 def _quantized(linear: nn.Linear, spec: RunSpec, device: torch.device) -> nn.Module:

@@ -12,6 +12,7 @@ from harness.core.host import cpu_model, git_commit, gpu_driver
 from harness.core.record import Record
 from harness.core.spec import RunSpec
 from harness.models.zoo import config_for
+from harness.run.generation_records import generation_record
 from harness.train.measure import device_name, peak_flops, percentile
 from strategies import get_strategy
 
@@ -22,6 +23,8 @@ def _max(values: list[Any]) -> Any:
 
 
 def from_result(spec: RunSpec, result: dict[str, Any], wall_s: float) -> Record:
+    if spec.workload == "generate":
+        return generation_record(spec, result, wall_s, environment(result))
     ranks = sorted(result["ranks"], key=lambda r: r["rank"])
     layout = result["layout"]
     per_step = [max(steps) for steps in zip(*(r["step_s"] for r in ranks), strict=True)]

@@ -23,6 +23,7 @@ from harness.core.spec import RunSpec
 from harness.models.llama import build_model
 from harness.models.materialize import param_dtype
 from harness.models.zoo import config_for
+from harness.run.generate_worker import run_generate
 from harness.run.nodes import NODE_RANK_ENV
 from harness.run.processes import watch_launcher
 from harness.train.measure import device_name, memory_probe, reset_rss_peak, rss_peak_bytes, synchronize, time_steps
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     world = init_world(spec.device)
     try:
         try:
-            mine = run_rank(spec, world)
+            mine = (run_generate if spec.workload == "generate" else run_rank)(spec, world)
         except Unsupported as why:  # found only at run time (every rank finds it): a result, not a crash
             if _writes_result(world):
                 Path(args.out).write_text(json.dumps({"unsupported": str(why)}))
