@@ -9,7 +9,9 @@ from rich.table import Table
 from harness.core.memory import PeakFigures
 from harness.core.spec import RunSpec
 from harness.core.units import GIB, MIB
+from harness.estimate.assumed import shape_lines
 from harness.estimate.phases import Prediction
+from harness.estimate.reasons import SHARE
 from harness.estimate.rules_of_thumb import source_arithmetic
 from harness.models.zoo import config_for
 from harness.report.console import console
@@ -31,13 +33,19 @@ def breakdown_table(title: str, heading: str, figures: PeakFigures, digits: int)
 
 
 def print_estimate(spec: RunSpec, prediction: Prediction, out: dict[str, Any]) -> None:
+    """The shape assumed, the breakdown, why its large terms are there, then what the flags asked for."""
     cfg = config_for(spec)
-    title = (f"{spec.model} ({cfg.param_count():,} params), {spec.strategy} on {spec.nproc} rank(s), "
-             f"{spec.device}, {spec.dtype}, batch {spec.batch_size} x {spec.seq_len}; peak at {prediction.phase}")
+    for line in shape_lines(out["shape"]):
+        print(line)
+    title = f"peak at {prediction.phase}"
     table = breakdown_table(title, "per rank", prediction, digits=2)
     if prediction.host_bytes:
         table.add_row("offloaded to host", f"{prediction.host_bytes / GIB:,.2f}")
     console().print(table)
+    if out["why"]:
+        print(f"why (terms above {SHARE:.0%} of the device total):")
+    for name, why in out["why"].items():
+        print(f"  {name}: {why}")
     print_fits(out)
     if "max_batch" in out:
         print(f"largest micro-batch that fits: {out['max_batch']}")

@@ -42,6 +42,8 @@ def validate(spec: RunSpec, measure: bool = True, planned: bool = False) -> RunS
     strategy = get_strategy(spec.strategy)
     strategy.check(spec)
     strategy.check_knobs(spec)
+    if measure:  # estimate needs no package; simulate checks those it runs (check_simulable)
+        knobs.check_packages(spec)
     return spec
 
 

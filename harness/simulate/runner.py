@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.core.errors import Unsupported
-from harness.core.knobs import KNOBS, moved_knobs
+from harness.core.knobs import KNOBS, check_packages, moved_knobs
 from harness.core.memory import PeakFigures
 from harness.core.progress import current
 from harness.core.spec import RunSpec
@@ -67,6 +67,7 @@ def check_simulable(spec: RunSpec) -> None:
         knob, _, value = key.partition("=")
         if knob in moved and (not value or moved[knob] == value):
             raise Unsupported(f"cannot simulate {KNOBS[knob][1]} {moved[knob]}: {reason}")
+    check_packages(spec)  # the knobs simulate runs need their packages, as a measured run does
 
 
 _EXIT_FREEZE: list[Any] = []  # gc.freeze, once registered to run at exit

@@ -24,9 +24,11 @@ from harness.cli.listings import has_memory_model
 from harness.cli.main import build_parser
 from harness.core.spec import RunSpec
 from harness.core.units import GIB
+from harness.estimate.assumed import assumed_shape
 from harness.estimate.fit import fits_json, inference_bytes, max_batch, memory_limit, profile_for
 from harness.estimate.predict import predict
-from harness.models.zoo import ZOO
+from harness.estimate.reasons import reasons
+from harness.models.zoo import ZOO, config_for
 from harness.run.validate import validate
 from strategies import BUILTINS, get_strategy
 
@@ -67,8 +69,10 @@ def expected_estimate(fields: dict[str, Any], gpu: str | None = None, gpu_memory
                       batch: bool = False, inference: bool = False) -> dict[str, Any]:
     """What `estimate --json` must print, from predict() and the fit functions called here."""
     spec = validate(RunSpec(**{"device": "cuda", **fields}), measure=False)
-    prediction = predict(spec, profile_for(spec), spec.device)
-    out = prediction.to_json()
+    profile = profile_for(spec)
+    prediction = predict(spec, profile, spec.device)
+    out = prediction.to_json() | {"params": config_for(spec).param_count(), "shape": assumed_shape(spec),
+                                  "why": reasons(spec, prediction, profile)}
     limit = memory_limit(gpu, gpu_memory)
     if limit:
         out["fits"] = fits_json(limit, prediction.device_bytes)
