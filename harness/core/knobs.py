@@ -47,12 +47,15 @@ def _choice(spec: RunSpec, field: str, valid: tuple[str, ...]) -> None:
 
 
 def _have(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a finder that refuses the name: as good as absent
+        return False
 
 
 def validate(spec: RunSpec) -> None:
-    """Field values and combinations that can never run: SpecError.  Valid but not runnable here (a package
-    missing, a device that lacks the kernels): Unsupported."""
+    """Field values and combinations that can never run: SpecError.  No package is needed to pass: estimate
+    does the knobs' arithmetic without them (check_packages, before a run or a simulation)."""
     _choice(spec, "dtype", DTYPES)
     _choice(spec, "activation_checkpointing", CHECKPOINTING)
     _choice(spec, "quant", QUANT)
@@ -63,6 +66,11 @@ def validate(spec: RunSpec) -> None:
     if spec.quant != "none" and spec.lora_rank == 0 and spec.workload == "train":  # generation: as loaded
         raise SpecError("quant", f"{spec.quant} base weights are frozen, so they need adapters to train: "
                         "add --lora-rank N", "none (without --lora-rank)")
+
+
+def check_packages(spec: RunSpec) -> None:
+    """Unsupported when a knob the spec moves needs a package this environment lacks: checked before anything
+    is launched (run, sweep) or simulated, never by estimate."""
     if spec.lora_rank and not _have("peft"):
         raise Unsupported("--lora-rank needs peft, which is not installed (pip install 'spacetime[peft]')")
     if spec.quant != "none" and not _have("bitsandbytes"):
