@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from harness.cli.flags import add_fit_flags, figure_flags, spec_fields
+from harness.cli.generate_estimate import add_generate_estimate_flags, generation_figures
 from harness.cli.progress_flag import add_progress_flags
 from harness.core.errors import SpecError, Unsupported
 from harness.core.spec import RunSpec
@@ -19,6 +20,7 @@ from harness.estimate.phases import Prediction
 from harness.estimate.predict import predict
 from harness.estimate.reasons import reasons
 from harness.report.figures import print_estimate, print_simulation
+from harness.report.generation import print_generation
 from harness.run.validate import validate
 
 if TYPE_CHECKING:
@@ -34,6 +36,7 @@ def add_parsers(sub: Any) -> None:
     add_fit_flags(p)
     p.add_argument("--max-batch", action="store_true", help="the largest micro-batch that fits")
     p.add_argument("--inference", action="store_true", help="also the load-only (inference) figure")
+    add_generate_estimate_flags(p)
     p = sub.add_parser("simulate", help="run the real step under fake tensors and a fake process group")
     figure_flags(p)
     add_fit_flags(p)
@@ -90,6 +93,8 @@ def run_figures(args: argparse.Namespace, compute: Compute, show: Show) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
+    if args.workload == "generate":
+        return run_figures(args, generation_figures, print_generation)
     return run_figures(args, estimate_figures, print_estimate)
 
 
