@@ -1,0 +1,139 @@
+"""ci/gpu-check, on a CPU: its dry run plans and checks every case's command, its budget writes every case
+(run or skipped), and a case that outlives its timeout is killed with its whole process group."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "ci"))
+
+from gpu_check.budget import INTERRUPTED, SKIPPED_BUDGET, SKIPPED_INTERRUPTED, run_within  # noqa: E402
+from gpu_check.cases import CASES, Case, total_expected_s  # noqa: E402
+from gpu_check.results import execute, figures_of_run, summary, write_result  # noqa: E402
+
+BUDGET_S = 480
+
+
+def test_the_dry_run_plans_every_case_and_every_command_parses() -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "ci" / "gpu-check"), "--dry-run"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {}
+    for line in done.stdout.splitlines()[1:]:
+        cells = re.split(r"\s{2,}", line.strip())
+        if cells[0].isdigit():
+            rows[cells[1]] = cells
+    assert list(rows) == [case.name for case in CASES]
+    assert {cells[4] for cells in rows.values()} == {"parsed"}, done.stdout
+    total = float(re.search(r"total expected (\d+) s", done.stdout).group(1))  # type: ignore[union-attr]
+    assert total == total_expected_s() <= BUDGET_S
+    assert sum(float(cells[2]) for cells in rows.values()) == total
+
+
+def test_the_cases_cover_the_issue() -> None:
+    specs = [dict(zip(c.flags[::2], c.flags[1::2], strict=True)) for c in CASES if not c.is_context]
+    singles = {s["--model"] for s in specs if s["--strategy"] == "single" and "--lora-rank" not in s
+               and "--activation-checkpointing" not in s}
+    assert singles == {"125m", "1b", "3b", "8b"} and all(s["--dtype"] == "bf16" for s in specs)
+    eight = [s for s in specs if s["--model"] == "8b"]
+    assert any(s.get("--lora-rank") == "8" and "--quant" not in s for s in eight)
+    assert any(s.get("--activation-checkpointing") == "full" for s in eight)
+    assert any(s.get("--quant") == "nf4" for s in eight)
+    sharded = {s["--strategy"]: s["--nproc"] for s in specs if "--nproc" in s}
+    assert sharded == dict.fromkeys(("fsdp_full_shard", "ddp", "zero3", "fsdp_offload", "fsdp1_offload"), "1")
+    assert CASES[0].is_context and all(c.expected_s <= c.timeout_s for c in CASES)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _cases(*expected: float) -> tuple[Case, ...]:
+    return tuple(Case(f"c{i}", "test", ("--model", "tiny"), e, 3 * e) for i, e in enumerate(expected))
+
+
+def _written(out: Path) -> dict[str, dict[str, Any]]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))}
+
+
+def test_cases_the_budget_cannot_fit_are_written_as_skipped(tmp_path: Path) -> None:
+    clock, timeouts = FakeClock(), {}
+
+    def runner(case: Case, timeout_s: float) -> dict[str, Any]:
+        timeouts[case.name] = timeout_s
+        clock.now += case.expected_s  # each case takes what it was expected to
+        return {"case": case.name, "status": "ok"}
+
+    cases = _cases(40, 30, 50, 20)
+    write = lambda case, result: write_result(tmp_path, {"gpu": "test"}, case, result)  # noqa: E731
+    results = run_within(cases, 100, runner, write, clock=clock, spent_s=5)
+    assert [r["status"] for r in results] == ["ok", "ok", SKIPPED_BUDGET, "ok"]  # c3 fits what c2 could not
+    assert timeouts == {"c0": 95, "c1": 55, "c3": 25}  # the smaller of the case's timeout and what is left
+    written = _written(tmp_path)
+    assert set(written) == {"c0", "c1", "c2", "c3"} and written["c2"]["status"] == SKIPPED_BUDGET
+    assert "25 s left of the 100 s budget" in written["c2"]["reason"] and written["c2"]["machine"] == {"gpu": "test"}
+
+
+def test_ctrl_c_keeps_what_finished_and_names_the_rest(tmp_path: Path) -> None:
+    def runner(case: Case, timeout_s: float) -> dict[str, Any]:
+        if case.name == "c1":
+            raise KeyboardInterrupt
+        return {"case": case.name, "status": "ok"}
+
+    write = lambda case, result: write_result(tmp_path, {}, case, result)  # noqa: E731
+    with pytest.raises(KeyboardInterrupt):
+        run_within(_cases(1, 1, 1), 100, runner, write)
+    statuses = {name: r["status"] for name, r in _written(tmp_path).items()}
+    assert statuses == {"c0": "ok", "c1": INTERRUPTED, "c2": SKIPPED_INTERRUPTED}
+
+
+def test_a_case_past_its_timeout_is_killed_with_its_children() -> None:
+    child = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);" \
+            " print('started', flush=True); time.sleep(60)"
+    started = time.monotonic()
+    killed, out, _, wall_s = execute([sys.executable, "-c", child], 2)
+    assert killed == "killed-timeout" and out.strip() == "started" and wall_s < 30
+    assert time.monotonic() - started < 30  # the grandchild, killed with the group, held no pipe open
+
+
+def test_errors_against_measured_and_the_summary() -> None:
+    row = {"status": "ok", "peak_bytes": 4 * 2**30, "predicted_peak_bytes": 5 * 2**30,
+           "simulated_peak_bytes": 3 * 2**30, "reserved_peak_bytes": 6 * 2**30, "step_s_p50": 0.5, "mfu": 0.4}
+    figures = figures_of_run(row)
+    assert figures["errors"] == {"estimate_vs_measured": 0.25, "simulate_vs_measured": -0.25}
+    assert figures_of_run({"peak_bytes": None, "predicted_peak_bytes": 1})["errors"]["estimate_vs_measured"] is None
+    table = summary([{"case": "a", "status": "ok", "wall_s": 12.0, **figures},
+                     {"case": "b", "status": SKIPPED_BUDGET}])
+    lines = table.splitlines()
+    assert lines[1].split() == ["a", "ok", "12", "4.00", "6.00", "0.500", "40.0%", "+25.0%", "-25.0%"]
+    assert lines[2].split() == ["b", SKIPPED_BUDGET, "-", "-", "-", "-", "-", "-", "-"]
+
+
+def test_a_dry_run_checks_a_cuda_spec_on_a_host_without_cuda(monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from harness.cli.main import main
+    from harness.core.errors import SpecError
+    from harness.core.spec import RunSpec
+    from harness.run.validate import validate
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SpecError, match="no CUDA device"):
+        validate(RunSpec(model="tiny", device="cuda"))
+    assert main(["run", "--dry-run", "--device", "cuda", "--strategy", "ddp", "--nproc", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["spec"]["device"] == "cuda"
+    assert main(["run", "--dry-run", "--device", "cuda", "--strategy", "nope"]) == 2  # the rest is still checked
