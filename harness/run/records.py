@@ -31,7 +31,9 @@ def from_result(spec: RunSpec, result: dict[str, Any], wall_s: float) -> Record:
     p50 = percentile(per_step, 50)
     global_batch = spec.batch_size * spec.grad_accum * layout["dp_replicate"] * layout["dp_shard"]
     tokens_per_s = global_batch * spec.seq_len / p50
-    peak = peak_flops(result["device_name"]) if spec.device == "cuda" else None
+    # the datasheet's dense peak for the step's matmuls: 16-bit tensor cores unless the run is fp32
+    peak = peak_flops(result["device_name"], "fp32" if spec.dtype == "fp32" else "bf16") \
+        if spec.device == "cuda" else None
     mfu = None
     if peak:
         flops = config_for(spec).flops_per_token(spec.seq_len, frozen_base=spec.lora_rank > 0)

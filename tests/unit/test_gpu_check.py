@@ -137,3 +137,20 @@ def test_a_dry_run_checks_a_cuda_spec_on_a_host_without_cuda(monkeypatch: pytest
     assert main(["run", "--dry-run", "--device", "cuda", "--strategy", "ddp", "--nproc", "2"]) == 0
     assert json.loads(capsys.readouterr().out)["spec"]["device"] == "cuda"
     assert main(["run", "--dry-run", "--device", "cuda", "--strategy", "nope"]) == 2  # the rest is still checked
+
+
+@pytest.mark.parametrize(("dtype", "kind"), [("bf16", "bf16"), ("bf16-pure", "bf16"), ("fp16", "bf16"),
+                                             ("fp32", "fp32")])
+def test_mfu_is_against_the_datasheet_peak_of_the_runs_precision(dtype: str, kind: str) -> None:
+    from harness.core.spec import RunSpec
+    from harness.models.zoo import config_for
+    from harness.run.records import from_result
+    from harness.train.measure import PEAK_FLOPS
+
+    spec = RunSpec(model="1b", device="cuda", dtype=dtype, batch_size=4, seq_len=2048)
+    rank = {"rank": 0, "step_s": [0.4, 0.5, 0.6], "alloc_peak_bytes": 1, "rss_peak_bytes": 1,
+            "reserved_peak_bytes": 1, "device_used_bytes": 1, "param_bytes": 1, "param_digest": 0.0, "loss": 1.0}
+    result = {"ranks": [rank], "layout": {"dp_replicate": 1, "dp_shard": 1, "tp": 1}, "device_name": "NVIDIA H200"}
+    record = from_result(spec, result, 1.0)
+    flops = config_for(spec).flops_per_token(spec.seq_len, frozen_base=False)
+    assert record.mfu == pytest.approx(4 * 2048 / 0.5 * flops / PEAK_FLOPS[("H200", kind)])
