@@ -75,7 +75,7 @@ class Progress:
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled
         self.live = _isatty(self.stream) if live is None else live
-        self.prefix = ""  # put before every line (a sweep's row, its elapsed time and ETA)
+        self.prefix: str | Callable[[], str] = ""  # before every line (a sweep's row, its time and ETA)
         self._tick_s = tick_s
         self._now = now
         self._text: str | None = None
@@ -101,7 +101,7 @@ class Progress:
         with self._lock:
             if self.live:
                 self.stream.write(_ERASE)
-            self.stream.write(self.prefix + text + "\n")
+            self.stream.write(self._prefix() + text + "\n")
             self._draw(plain=False)
 
     def clear(self) -> None:
@@ -117,8 +117,8 @@ class Progress:
             self._text = None
 
     @contextmanager
-    def prefixed(self, prefix: str) -> Iterator[None]:
-        """Every line shown inside starts with `prefix`."""
+    def prefixed(self, prefix: str | Callable[[], str]) -> Iterator[None]:
+        """Every line shown inside starts with `prefix` (or what it returns, asked at each drawing)."""
         before, self.prefix = self.prefix, prefix
         try:
             yield
@@ -130,7 +130,7 @@ class Progress:
         otherwise, unless `plain` is False (a redraw after a note)."""
         if self._text is None or not (self.live or plain):
             return
-        line = self.prefix + self._text
+        line = self._prefix() + self._text
         if not self.live:
             self.stream.write(line + "\n")
         else:
@@ -139,6 +139,9 @@ class Progress:
             width = shutil.get_terminal_size((100, 24)).columns - 1
             self.stream.write(_ERASE + (line if len(line) <= width else line[: width - 1] + "…"))
         self.stream.flush()
+
+    def _prefix(self) -> str:
+        return self.prefix() if callable(self.prefix) else self.prefix
 
     def _start_ticker(self) -> None:
         if self._ticker is not None:
@@ -150,7 +153,8 @@ class Progress:
     def _tick(self) -> None:
         while not self._stop.wait(self._tick_s):
             with self._lock:
-                self._draw()
+                if self._now() - self._since >= 1.0:  # a step under a second keeps the line it has
+                    self._draw()
 
 
 _CURRENT = [Progress(enabled=False)]

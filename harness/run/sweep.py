@@ -5,6 +5,7 @@ finished so far is already stored, and the run that was measuring is stored with
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.core.errors import Unsupported
@@ -46,8 +47,8 @@ def run_sweep(specs: list[RunSpec], store_path: Path | None, show_progress: bool
     start = time.monotonic()
     try:
         for index, item in planned:
-            with progress.prefixed(row_prefix(len(records), len(planned), time.monotonic() - start, item)):
-                began = time.monotonic()
+            began = time.monotonic()
+            with progress.prefixed(_live_prefix(len(records), len(planned), began - start, item)):
                 records.append(_run_one(item, rdzv.with_run(index) if rdzv else None, store_path, predict,
                                         simulate))
                 progress.show(f"{records[-1].status} in {clock(time.monotonic() - began)}")
@@ -56,13 +57,18 @@ def run_sweep(specs: list[RunSpec], store_path: Path | None, show_progress: bool
     return records
 
 
-def row_prefix(done: int, total: int, elapsed_s: float, item: RunSpec | Record) -> str:
-    """`sweep 3/8, 1m20s, ETA 2m10s: fsdp on tiny (2 ranks): `: the row under way, the sweep's time so far, and
-    the rows left at the mean time of those done (no ETA before the first row is done)."""
+def _live_prefix(done: int, total: int, done_s: float, item: RunSpec | Record) -> Callable[[], str]:
+    began = time.monotonic()
+    return lambda: row_prefix(done, total, done_s, time.monotonic() - began, item)
+
+
+def row_prefix(done: int, total: int, done_s: float, row_s: float, item: RunSpec | Record) -> str:
+    """`sweep 3/8 1m20s ETA 2m10s | fsdp_full_shard tiny x2 | `: the row under way; the sweep's time so far
+    (`done_s` for the rows done, `row_s` for this one); the rows left at the mean time of those done, less what
+    this one has taken (no ETA before the first row is done)."""
     spec = item.spec if isinstance(item, Record) else item
-    eta = f"ETA {clock(elapsed_s / done * (total - done))}" if done else "ETA -"
-    row = f"{spec.strategy} on {spec.model} ({spec.nproc} ranks)"
-    return f"sweep {done + 1}/{total}, {clock(elapsed_s)}, {eta}: {row}: "
+    eta = clock(max(0.0, done_s / done * (total - done) - row_s)) if done else "-"
+    return f"sweep {done + 1}/{total} {clock(done_s + row_s)} ETA {eta} | {spec.strategy} {spec.model} x{spec.nproc} | "
 
 
 def _run_one(item: RunSpec | Record, rdzv: Rendezvous | None, store_path: Path | None, predict: bool,

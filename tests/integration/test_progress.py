@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from harness.core.progress import ENV
 from tests.helpers import spacetime
 
 ORDER = ["build", "launch", "rendezvous", "model", "warmup", "memory", "timed", "gather"]
@@ -25,8 +28,9 @@ def test_run_shows_its_phases_in_order_on_stderr_and_stdout_stays_json(store_dir
     assert "\r" not in result.stderr  # forced on a pipe: plain lines
 
 
-def test_run_on_a_pipe_shows_no_progress_unless_asked(store_dir: Path) -> None:
-    result = spacetime("run", "--model", "tiny", "--steps", "1", "--warmup", "0", "--memory-steps", "1",
+def test_run_on_a_pipe_shows_no_progress_unless_asked(store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV, raising=False)  # auto: stderr is a pipe here
+    result = spacetime("run", "--model", "tiny", "--steps", "1", "--warmup", "1", "--memory-steps", "1",
                        "--seq-len", "16", "--json", store=store_dir)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip())["status"] == "ok"

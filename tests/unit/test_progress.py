@@ -128,8 +128,10 @@ def test_following_nothing_when_progress_is_off() -> None:
 
 def test_a_rows_prefix_has_the_sweeps_elapsed_time_and_the_mean_rows_eta() -> None:
     spec = RunSpec(model="tiny", strategy="ddp", nproc=2)
-    assert row_prefix(0, 4, 0.0, spec) == "sweep 1/4, 0 s, ETA -: ddp on tiny (2 ranks): "
-    assert row_prefix(2, 4, 60.0, spec) == f"sweep 3/4, 1m00s, ETA {clock(60.0 / 2 * 2)}: ddp on tiny (2 ranks): "
+    assert row_prefix(0, 4, 0.0, 5.0, spec) == "sweep 1/4 5 s ETA - | ddp tiny x2 | "
+    assert row_prefix(2, 4, 60.0, 0.0, spec) == f"sweep 3/4 1m00s ETA {clock(60.0 / 2 * 2)} | ddp tiny x2 | "
+    assert row_prefix(2, 4, 60.0, 20.0, spec) == f"sweep 3/4 {clock(80)} ETA {clock(60.0 - 20)} | ddp tiny x2 | "
+    assert row_prefix(2, 4, 60.0, 90.0, spec).startswith(f"sweep 3/4 {clock(150)} ETA 0 s |")  # late: not < 0
 
 
 def test_a_sweep_shows_each_row_and_its_status(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -142,9 +144,8 @@ def test_a_sweep_shows_each_row_and_its_status(monkeypatch: pytest.MonkeyPatch) 
     assert [r.status for r in records] == ["unsupported", "unsupported"]
     lines = out.getvalue().splitlines()
     assert len(lines) == 2
-    assert re.fullmatch(r"sweep 1/2, \d+ s, ETA -: fault_raise on tiny \(2 ranks\): unsupported in \d+ s", lines[0])
-    assert re.fullmatch(r"sweep 2/2, \d+ s, ETA \d+ s: fault_kill on tiny \(2 ranks\): unsupported in \d+ s",
-                        lines[1])
+    assert re.fullmatch(r"sweep 1/2 \d+ s ETA - \| fault_raise tiny x2 \| unsupported in \d+ s", lines[0])
+    assert re.fullmatch(r"sweep 2/2 \d+ s ETA \d+ s \| fault_kill tiny x2 \| unsupported in \d+ s", lines[1])
     out.truncate(0)
     run_sweep([RunSpec(strategy="fault_raise", nproc=2)], None, show_progress=False)
     assert out.getvalue() == ""
