@@ -154,3 +154,20 @@ def test_mfu_is_against_the_datasheet_peak_of_the_runs_precision(dtype: str, kin
     record = from_result(spec, result, 1.0)
     flops = config_for(spec).flops_per_token(spec.seq_len, frozen_base=False)
     assert record.mfu == pytest.approx(4 * 2048 / 0.5 * flops / PEAK_FLOPS[("H200", kind)])
+
+
+def test_the_docs_page_lists_every_case_and_the_accuracy_table_every_case() -> None:
+    page = (ROOT / "docs" / "cuda.md").read_text()
+    cases, accuracy = page.split("## The cases")[1].split("## CUDA accuracy")
+    planned = {m[0]: float(m[1]) for m in re.findall(r"^\| `([\w.-]+)` \|.*\| (\d+) \|$", cases, re.M)}
+    assert planned == {case.name: case.expected_s for case in CASES}
+    assert f"All together {total_expected_s():.0f} s" in cases
+    assert re.findall(r"^\| `([\w.-]+)` \|", accuracy, re.M) == [case.name for case in CASES]
+
+
+def test_the_scripts_docstring_names_only_flags_it_has() -> None:
+    script = ROOT / "ci" / "gpu-check"
+    helped = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60)
+    usage = [line for line in script.read_text().split('"""')[1].splitlines() if line.strip().startswith("ci/")]
+    named = set(re.findall(r"--[a-z][\w-]*", "\n".join(usage)))
+    assert named and named <= set(re.findall(r"--[a-z][\w-]*", helped.stdout)), named
