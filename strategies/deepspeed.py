@@ -6,8 +6,9 @@ scales by 1/grad_accum) and the optimizer step (taken at the accumulation bounda
 checkpointing and LoRA adapters are applied to the model before `deepspeed.initialize`, as for the other
 strategies; the optimizer is DeepSpeed's own from the config (FusedAdam on GPUs, DeepSpeedCPUAdam with
 offload; on a CPU without offload torch's AdamW, which DeepSpeed takes with `torch_adam`), so the measured path
-is the one DeepSpeed users run.  DeepSpeed compiles its C++ ops on first use into
-$TORCH_EXTENSIONS_DIR (minutes): keep that directory between runs.
+is the one DeepSpeed users run.  DeepSpeed compiles its C++ ops on first use (minutes) into this environment's
+extension folder (harness/train/ext_builds.py: keyed under $TORCH_EXTENSIONS_DIR): keep it between runs.  The
+launcher builds them in a child process under the run's --timeout (harness/run/prebuild.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.core.errors import Unsupported
 from harness.models.zoo import config_for
+from harness.train.ext_builds import extensions_env, prepare_build
 from strategies import register
 from strategies.base import ALL_KNOBS, MemoryProfile, Prepared, Strategy
 
@@ -118,7 +120,7 @@ class DeepSpeedZero(Strategy):
                               "(\"Type fp16 is not supported on your device\"); use --dtype bf16")
 
     def prepare_host(self, spec: RunSpec) -> None:
-        """Build (or load from $TORCH_EXTENSIONS_DIR) the C++ ops the ranks will load, once, here."""
+        """Build (or load from the extension folder) the C++ ops the ranks will load, once, here."""
         # Name the accelerator (the ranks inherit it): DeepSpeed would otherwise guess, and warn on CPU.
         os.environ.setdefault("DS_ACCELERATOR", spec.device)
         for name in self.op_builders(spec):
@@ -174,12 +176,15 @@ def _cpu_has_fp16() -> bool:
 
 
 def build_op(name: str) -> None:
-    """Compile DeepSpeed's op `name` for this machine's accelerator, or load it from the build cache."""
+    """Compile DeepSpeed's op `name` for this machine's accelerator, or load it from the build cache (this
+    environment's extension folder; a stale build lock there is removed first)."""
+    os.environ.update(extensions_env())  # DeepSpeed builds under $TORCH_EXTENSIONS_DIR; the ranks inherit it
     from deepspeed.accelerator import get_accelerator
     from deepspeed.ops import __compatible_ops__
 
     builder = get_accelerator().create_op_builder(name)
     if builder is not None and __compatible_ops__.get(builder.NAME, False):
+        prepare_build(builder.name, f"DeepSpeed op {name} ({builder.name})")
         builder.load(verbose=False)
 
 

@@ -24,6 +24,7 @@ from harness.core.record import FOLLOWER, INTERRUPTED, Record
 from harness.core.spec import RunSpec
 from harness.run.nodes import NODE_RANK_ENV, Rendezvous
 from harness.run.oom_kills import OomKills, after_run, read_oom_kills
+from harness.run.prebuild import prebuild
 from harness.run.processes import (
     RUN_DIR_PREFIX,
     RUN_ENV,
@@ -35,8 +36,7 @@ from harness.run.processes import (
     stop_signal,
 )
 from harness.run.records import failed_record, from_result
-from harness.train.cpu_allocator import counting_allocator
-from strategies import Strategy, get_strategy
+from harness.train.ext_builds import extensions_env
 
 TAIL_LINES = 25
 _OOM_MARKERS = ("OutOfMemoryError", "CUDA out of memory", "DefaultCPUAllocator: can't allocate memory",
@@ -151,28 +151,19 @@ def launch(spec: RunSpec, rdzv: Rendezvous | None = None) -> Record:
     record's status is `follower` when this node's ranks finished: node 0 holds the figures.  Ctrl-C or
     SIGTERM kills the run and raises Interrupted with the run's record (status `interrupted`)."""
     start = time.perf_counter()
-    if spec.device == "cpu":  # build the CPU memory counter here, once, not in every rank under the timeout
-        current().show("build: the CPU allocation counter (compiled once, then loaded)")
-        try:
-            counting_allocator()
-        except Exception as why:  # no compiler, no headers: a result, not a crashed sweep
-            return failed_record(spec, "error", f"building the CPU allocation counter failed: {why}")
-    try:
-        strategy = get_strategy(spec.strategy)
-        if type(strategy).prepare_host is not Strategy.prepare_host:  # e.g. DeepSpeed builds its C++ ops
-            current().show(f"build: preparing {spec.strategy} on this host (its one-off builds)")
-        strategy.prepare_host(spec)
-    except Exception as why:  # e.g. DeepSpeed's ops do not compile here
-        return failed_record(spec, "error", f"preparing {spec.strategy} on this host failed: {why}")
+    built = prebuild(spec, spec.timeout_s)  # under the timeout, in a child it can kill: harness/run/prebuild.py
+    if built is not None:
+        return built
+    left = spec.timeout_s - (time.perf_counter() - start)  # what the builds left of the timeout
     with tempfile.TemporaryDirectory(prefix=RUN_DIR_PREFIX, ignore_cleanup_errors=True) as tmp:
         out, log, logs = Path(tmp) / "result.json", Path(tmp) / "output.log", Path(tmp) / "ranks"
         node_rank = rdzv.node_rank if rdzv and spec.nnodes > 1 else 0
         oom = read_oom_kills()
-        env = {**_env(node_rank), **run_env(Path(tmp)), **phase_env(Path(tmp))}  # rank 0's phases: progress.py
+        env = {**_env(node_rank), **extensions_env(), **run_env(Path(tmp)), **phase_env(Path(tmp))}
         current().show(f"launch: torchrun, starting {spec.nproc // spec.nnodes} rank(s)")
         try:
             with following(env):
-                returncode = _run(torchrun_command(spec, out, logs, rdzv), log, spec.timeout_s, env)
+                returncode = _run(torchrun_command(spec, out, logs, rdzv), log, left, env)
         except Interrupted as stop:
             wall = time.perf_counter() - start
             stop.record = failed_record(spec, INTERRUPTED, f"interrupted by {signal.Signals(stop.signum).name} "

@@ -5,9 +5,10 @@ moment on: the tensors the calling thread (the training loop) allocates, whereve
 puts the previous allocator back.  `current_bytes()`, `peak_bytes()` and `reset_peak()` work like CUDA's
 memory_allocated statistics.
 
-The build (about 10 s, g++ and ninja) is cached in torch's extension folder ($TORCH_EXTENSIONS_DIR or
-~/.cache/torch_extensions), named after the source's hash and built from a copy kept there: checkouts at other
-paths (worktrees, asv's environments, a second clone) share the build of the same source instead of rebuilding
+The build (about 10 s, g++ and ninja) is cached in this environment's extension folder (`extensions_root()`
+in harness/train/ext_builds.py: under $TORCH_EXTENSIONS_DIR or ~/.cache/torch_extensions, keyed by Python,
+torch and the environment), named after the source's hash and built from a copy kept there: checkouts at other
+paths in one environment (worktrees, a second clone) share the build of the same source instead of rebuilding
 it over each other's, and a changed source builds beside the old one.  The process that builds or checks it (the
 launcher) names the library in $SPACETIME_COUNTING_ALLOCATOR, which its children (torchrun's ranks) inherit:
 they load it directly instead of checking the build again (importing setuptools and running ninja, 0.1-0.3 s
@@ -22,6 +23,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
+
+from harness.train.ext_builds import extensions_root, prepare_build
 
 SOURCE = Path(__file__).parent / "csrc" / "counting_allocator.cpp"
 NAME = "spacetime_counting_allocator"
@@ -38,7 +41,9 @@ def counting_allocator() -> ModuleType:
     from torch.utils.cpp_extension import load
 
     name, source = cached_source()
-    module = load(name=name, sources=[str(source)], extra_cflags=["-O2"], verbose=False)
+    folder = prepare_build(name, f"the CPU allocation counter ({name})")
+    module = load(name=name, sources=[str(source)], extra_cflags=["-O2"], build_directory=str(folder),
+                  verbose=False)
     if module.__file__:
         os.environ[LIBRARY_ENV] = module.__file__  # for the processes this one starts
     return module
@@ -46,11 +51,9 @@ def counting_allocator() -> ModuleType:
 
 def cached_source() -> tuple[str, Path]:
     """The extension's name and a copy of its source in the extension folder, both named by the source's hash."""
-    from torch.utils.cpp_extension import get_default_build_root
-
     text = SOURCE.read_bytes()
     digest = hashlib.sha256(text).hexdigest()[:12]
-    folder = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()) / "spacetime-sources"
+    folder = extensions_root() / "spacetime-sources"
     copy = folder / f"counting_allocator_{digest}.cpp"
     if not copy.is_file():
         folder.mkdir(parents=True, exist_ok=True)
