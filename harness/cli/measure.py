@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.cli.flags import NPROC_HELP, PRESETS_DEFAULT, int_arg, rendezvous_from, spec_fields, spec_flags
+from harness.cli.generate_flags import generate_flags
 from harness.cli.output_flags import add_output_flags
 from harness.cli.progress_flag import add_progress_flags
 from harness.core.errors import SpecError, Unsupported
@@ -21,6 +22,7 @@ from harness.core.spec import RunSpec
 def add_parsers(sub: Any) -> None:
     run = sub.add_parser("run", help="measure one spec under torchrun")
     spec_flags(run, sweep=False)
+    generate_flags(run)
     run.add_argument("--json", action="store_true", help="print the record as one JSON line, last on stdout")
     _add_side_by_side_flags(run)
     add_output_flags(run)

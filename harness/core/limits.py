@@ -25,6 +25,8 @@ LIMITS: dict[str, tuple[int, int]] = {
     "batch_size": (1, 2**14), "seq_len": (1, 2**24), "grad_accum": (1, 2**14),
     "warmup": (1, 2**20), "memory_steps": (1, 2**20), "steps": (1, 2**20),
     "seed": (0, 2**32 - 1), "ckpt_every": (1, 2**10), "lora_rank": (0, 2**16), "lora_alpha": (1, 2**16),
+    # generate: prompt + new tokens is a sequence (seq_len's bound), batch x beams the rows of a batch
+    "prompt_len": (1, 2**24), "new_tokens": (1, 2**24), "num_beams": (1, 2**14),
     # flags of sweep and show only
     "global_batch": (1, 2**34), "repeat": (1, 1000), "last": (1, 2**31), "node_rank": (0, MAX_RANKS - 1),
     # model shape (--model-config, --set)
@@ -35,7 +37,8 @@ LIMITS: dict[str, tuple[int, int]] = {
 # RunSpec float fields -> (smallest, largest); both finite
 FLOAT_LIMITS: dict[str, tuple[float, float]] = {"timeout_s": (1.0, MAX_SECONDS)}
 SPEC_FIELDS = ("nproc", "nnodes", "tp", "dp_replicate", "batch_size", "seq_len", "grad_accum", "warmup",
-               "memory_steps", "steps", "seed", "ckpt_every", "lora_rank", "lora_alpha", "timeout_s", "lr")
+               "memory_steps", "steps", "seed", "ckpt_every", "lora_rank", "lora_alpha", "timeout_s", "lr",
+               "prompt_len", "new_tokens", "num_beams")
 
 
 def shown(value: Any) -> str:

@@ -11,6 +11,7 @@ from harness.core.limits import check_spec_limits
 from harness.core.spec import DEVICES, RunSpec
 from harness.models.hf_config import checked
 from harness.models.zoo import ZOO, ModelConfig
+from harness.run.workload_checks import check_generation, check_workload
 from strategies import get_strategy, strategy_names
 
 RANKS_PER_CORE = 8  # a measured CPU run: more ranks per core than this measures contention, not the strategy
@@ -29,6 +30,7 @@ def validate(spec: RunSpec, measure: bool = True, planned: bool = False) -> RunS
         raise SpecError("warmup", "must be >= 1 so optimizer state exists before memory is measured")
     check_spec_limits(spec)
     knobs.validate(spec)
+    check_workload(spec)
     check_lora_rank(spec, cfg)
     if spec.nproc % spec.nnodes:
         raise SpecError("nnodes", f"{spec.nnodes} hosts cannot split {spec.nproc} ranks evenly",
@@ -42,6 +44,7 @@ def validate(spec: RunSpec, measure: bool = True, planned: bool = False) -> RunS
     strategy = get_strategy(spec.strategy)
     strategy.check(spec)
     strategy.check_knobs(spec)
+    check_generation(spec, strategy, measure)
     if measure:  # estimate needs no package; simulate checks those it runs (check_simulable)
         knobs.check_packages(spec)
     return spec
