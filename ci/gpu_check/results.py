@@ -129,3 +129,30 @@ def summary(results: list[Result]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
                      for row in rows)
+
+
+ACCURACY_HEAD = ("case", "measured peak GiB", "reserved GiB", "estimate GiB", "estimate error", "simulate GiB",
+                 "simulate error", "step s", "MFU")
+
+
+def _md(value: Any, form: str) -> str:
+    return "–" if value is None else _cell(value, form)
+
+
+def accuracy_row(result: Result) -> str:
+    """One row of docs/cuda.md's CUDA accuracy table; a case that measured nothing shows its status."""
+    m, e = result.get("measured") or {}, result.get("errors") or {}
+    est, sim = result.get("estimate") or {}, result.get("simulate") or {}
+    peak = m.get("peak_bytes", m.get("context_bytes"))
+    first = _md(peak, "gib") if result.get("status") == "ok" else str(result.get("status"))
+    cells = (f"`{result['case']}`", first, _md(m.get("reserved_peak_bytes"), "gib"),
+             _md(est.get("peak_bytes", est.get("context_bytes")), "gib"), _md(e.get("estimate_vs_measured"), "pct"),
+             _md(sim.get("peak_bytes"), "gib"), _md(e.get("simulate_vs_measured"), "pct"),
+             _md(m.get("step_s_p50"), ".3f"), _md(m.get("mfu"), ".1%"))
+    return "| " + " | ".join(cells) + " |"
+
+
+def accuracy_table(results: list[Result]) -> str:
+    """The markdown table docs/cuda.md shows, from a results folder's case files."""
+    return "\n".join(["| " + " | ".join(ACCURACY_HEAD) + " |", "|---|" + "---:|" * (len(ACCURACY_HEAD) - 1),
+                      *(accuracy_row(r) for r in results)])

@@ -171,3 +171,21 @@ def test_the_scripts_docstring_names_only_flags_it_has() -> None:
     usage = [line for line in script.read_text().split('"""')[1].splitlines() if line.strip().startswith("ci/")]
     named = set(re.findall(r"--[a-z][\w-]*", "\n".join(usage)))
     assert named and named <= set(re.findall(r"--[a-z][\w-]*", helped.stdout)), named
+
+
+def test_the_accuracy_table_from_a_results_folder(tmp_path: Path) -> None:
+    row = {"status": "ok", "peak_bytes": 8 * 2**30, "reserved_peak_bytes": 9 * 2**30, "step_s_p50": 0.25,
+           "mfu": 0.5, "predicted_peak_bytes": 6 * 2**30, "simulated_peak_bytes": 8 * 2**30}
+    single, oom, *_ = (case for case in CASES if not case.is_context)
+    write_result(tmp_path, {}, single, {"case": single.name, "status": "ok", **figures_of_run(row)})
+    write_result(tmp_path, {}, oom, {"case": oom.name, "status": "oom", **figures_of_run({"status": "oom"})})
+    done = subprocess.run([sys.executable, str(ROOT / "ci" / "gpu-check"), "--table", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    page = (ROOT / "docs" / "cuda.md").read_text().split("## CUDA accuracy")[1].splitlines()
+    assert lines[:2] == [line for line in page if line.startswith("|")][:2]  # the page's header
+    rows = {cells[1].strip(" `"): [c.strip() for c in cells[2:-1]] for cells in (r.split("|") for r in lines[2:])}
+    assert list(rows) == [case.name for case in CASES]
+    assert rows[single.name] == ["8.00", "9.00", "6.00", "-25.0%", "8.00", "+0.0%", "0.250", "50.0%"]
+    assert rows[oom.name][0] == "oom" and rows["cuda-context"][0] == "not run"
