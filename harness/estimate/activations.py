@@ -16,7 +16,16 @@ tensor parallelism divides what lives between the column- and row-parallel proje
   rotary   nothing but its cos/sin tables (the multiplies save the constant operand).
   SDPA     q, k, v as given (k, v repeated to the query heads under GQA), the output and the log-sum-exp
            (flash/efficient kernels; the math kernel keeps the t x t attention weights per head instead).
-  MLP      w1 and w3 outputs and silu(w1 x) always; the product w2 takes only when w2 trains.
+  MLP      w1 and w3 outputs and silu(w1 x) (or GELU's) always; the product w2 takes only when w2 trains.
+The families' extras (ModelConfig's family fields; q is the query width, heads x head_dim, the model width
+unless head_dim is set apart):
+  q/k norm an RMSNorm over each head of q and of k (Qwen3): as RMSNorm, over the 16-bit projection output
+           under autocast (two fp32 copies), one rsqrt per head.
+  sandwich the norms after attention and the MLP (Gemma 2), over 16-bit outputs under autocast.
+  (1 + w)  every norm also keeps 1 + weight, a tensor of its own (Gemma).
+  written-out attention (softcapping, or a window shorter than the sequence; harness/models/attend.py):
+           contiguous copies of q, k and v, the tanh of the scores under softcapping, the causal mask (seq x seq
+           bools), the fp32 softmax and, in 16 bits, its 16-bit copy; wo's input only when wo trains (no LSE).
 DeepSpeed ZeRO-3 replaces F.linear with a function that saves the input of every projection, frozen or not.
 Activation checkpointing keeps only each checkpointed block's input and recomputes one block at a time in
 backward.
@@ -47,6 +56,14 @@ class Shapes:
     compute: str  # "fp32", "autocast" (16-bit compute, fp32 weights and residual) or "cast" (16-bit params)
     every_input: bool = False  # every projection keeps its input, trained or frozen (DeepSpeed ZeRO-3's linear)
     flat: bool = False  # FSDP1: a block's frozen weights are views into a flat parameter that trains
+    q: int = 0  # width of q and of attention's output; 0: d
+    seq: int = 0  # tokens in one sequence (written-out attention keeps seq x seq scores per head)
+    qk_heads: tuple[int, int] = (0, 0)  # q and k heads under a norm over each head (Qwen3); (0, 0): none
+    sandwich: bool = False  # norms after attention and the MLP (Gemma 2)
+    offset: bool = False  # norms that scale by 1 + weight (Gemma)
+    softcap: bool = False  # attention logits softcapped
+    final_softcap: bool = False  # output logits softcapped
+    explicit: tuple[bool, ...] = ()  # per block: attention written out, not SDPA
 
     @classmethod
     def of(cls, cfg: ModelConfig, spec: RunSpec, tp: int = 1, casts_params: bool = False,
@@ -58,7 +75,11 @@ class Shapes:
             compute = "autocast"
         return cls(t=spec.batch_size * spec.seq_len, d=cfg.dim, kv=cfg.n_kv_heads * cfg.head_dim, f=cfg.ffn_dim,
                    heads=cfg.n_heads, vocab=cfg.vocab_size, layers=cfg.n_layers, tp=tp,
-                   gqa=cfg.n_kv_heads != cfg.n_heads, compute=compute, every_input=every_input, flat=flat)
+                   gqa=cfg.n_kv_heads != cfg.n_heads, compute=compute, every_input=every_input, flat=flat,
+                   q=cfg.q_dim, seq=spec.seq_len, qk_heads=(cfg.n_heads, cfg.n_kv_heads) if cfg.qk_norm else (0, 0),
+                   sandwich=cfg.sandwich_norms, offset=cfg.norm_offset, softcap=cfg.attn_softcap > 0,
+                   final_softcap=cfg.final_softcap > 0,
+                   explicit=tuple(cfg.explicit_attention(i, spec.seq_len) for i in range(cfg.n_layers)))
 
 
 @dataclass(frozen=True)
@@ -78,23 +99,60 @@ def trained_weights(spec: RunSpec) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(), frozenset(lora_modules(spec.lora_targets))
 
 
+def rms_saved(s: Shapes, width: float, rows: float, in_bytes: float, weight_trains: bool, n: int) -> float:
+    """An RMSNorm's saved tensors: its input (two fp32 copies of a 16-bit one), the rsqrt (one per row of n
+    elements), `normed` in the input's width when the weight trains (the weight's gradient needs it), and
+    1 + weight under (1 + w) norms."""
+    kept = s.t * width * 4.0 * (2 if in_bytes == 2 else 1) + s.t * rows * 4.0
+    kept += s.t * width * in_bytes if weight_trains else 0.0
+    return kept + (n * (2.0 if s.compute == "cast" else 4.0) if s.offset else 0.0)
+
+
 def norm_saved(s: Shapes, weight_trains: bool) -> float:
-    """An RMSNorm's saved tensors: its input (two fp32 copies of a 16-bit one), the rsqrt, and `normed` when
-    the weight trains (the weight's gradient needs it)."""
-    kept = s.t * s.d * 4.0 * (2 if s.compute == "cast" else 1) + s.t * 4.0
-    return kept + (s.t * s.d * (2.0 if s.compute == "cast" else 4.0) if weight_trains else 0.0)
+    """A norm over the residual stream (fp32 but under 16-bit parameters)."""
+    return rms_saved(s, s.d, 1, 2.0 if s.compute == "cast" else 4.0, weight_trains, s.d)
 
 
-def saved_in_block(s: Shapes, spec: RunSpec | None = None) -> float:
-    """Bytes one block keeps for backward (no checkpointing)."""
+def attention_saved(s: Shapes, explicit: bool, wo_input: bool) -> float:
+    """What attention keeps past the projections: SDPA's q, k, v (k, v repeated to the query heads under GQA),
+    output and log-sum-exp; or written out, see the module's docstring."""
+    lo = 4.0 if s.compute == "fp32" else 2.0
+    q = (s.q or s.d) / s.tp
+    kv = q if s.gqa else s.kv / s.tp
+    if not explicit:
+        return (2 * s.t * q + 2 * s.t * kv) * lo + s.t * s.heads / s.tp * 4.0
+    scores = s.t * s.seq * s.heads / s.tp  # batch x heads x seq x seq
+    kept = (s.t * q + 2 * s.t * kv) * lo + scores * 4.0 + s.seq * s.seq
+    kept += scores * lo if s.softcap else 0.0  # tanh's output
+    kept += scores * lo if lo != 4.0 else 0.0  # the softmax's 16-bit copy
+    return kept + (s.t * q * lo if wo_input else 0.0)
+
+
+def extra_norms(s: Shapes, weight_trains: bool) -> float:
+    """The families' norms beyond the two per block: per-head q/k norms and the sandwich norms, all over
+    projection outputs (16-bit but in fp32)."""
+    width = 4.0 if s.compute == "fp32" else 2.0
+    hq, hk = s.qk_heads
+    kept = 0.0
+    if hq:
+        head = (s.q or s.d) // s.heads
+        kept += rms_saved(s, hq * head / s.tp, hq / s.tp, width, weight_trains, head)
+        kept += rms_saved(s, hk * head / s.tp, hk / s.tp, width, weight_trains, head)
+    if s.sandwich:
+        kept += 2 * rms_saved(s, s.d, 1, width, weight_trains, s.d)
+    return kept
+
+
+def saved_in_block(s: Shapes, spec: RunSpec | None = None, layer: int = 0) -> float:
+    """Bytes block `layer` keeps for backward (no checkpointing)."""
     trains, adapted = trained_weights(spec) if spec else (frozenset(LINEARS) | {"norm"}, frozenset())
     if s.flat and adapted:  # autograd keeps what the frozen weights' gradients need, as if they trained
         trains = frozenset(LINEARS) | {"norm"}
     rank = spec.lora_rank if spec else 0
     lo = 4.0 if s.compute == "fp32" else 2.0  # width of projection outputs and attention tensors
-    t, d, kv, f, tp = s.t, s.d, s.kv, s.f, s.tp
-    out_width = {"wq": d / tp, "wk": kv / tp, "wv": kv / tp, "wo": d, "w1": f / tp, "w3": f / tp, "w2": d}
-    in_width = {"wq": d, "wk": d, "wv": d, "wo": d / tp, "w1": d, "w3": d, "w2": f / tp}
+    t, d, kv, f, tp, q = s.t, s.d, s.kv, s.f, s.tp, s.q or s.d
+    out_width = {"wq": q / tp, "wk": kv / tp, "wv": kv / tp, "wo": d, "w1": f / tp, "w3": f / tp, "w2": d}
+    in_width = {"wq": d, "wk": d, "wv": d, "wo": q / tp, "w1": d, "w3": d, "w2": f / tp}
 
     def needs_input(name: str) -> bool:
         return name in trains or name in adapted or s.every_input
@@ -116,22 +174,23 @@ def saved_in_block(s: Shapes, spec: RunSpec | None = None) -> float:
         weight_copies = sum(in_width[n] * out_width[n] * 2.0 for n in LINEARS)
         weight_copies += sum((in_width[n] + out_width[n]) * rank * 2.0 for n in adapted)
     lora = sum(t * rank * lo for n in adapted)  # A's output
-    heads = 2 * t * d / tp if s.gqa else 2 * t * kv / tp  # k and v as SDPA gets them
-    sdpa = (t * d / tp + heads + t * d / tp) * lo + t * s.heads / tp * 4.0  # q, k, v, output, log-sum-exp
+    attention = attention_saved(s, bool(s.explicit) and s.explicit[layer], needs_input("wo"))
     mlp = 3 * t * f / tp * lo + (t * f / tp * lo if needs_input("w2") else 0.0)
-    return (2 * norm() + inputs(("wq", "wk", "wv")) + inputs(("w1", "w3")) + weight_copies + sdpa + mlp
-            + lora)
+    return (2 * norm() + inputs(("wq", "wk", "wv")) + inputs(("w1", "w3")) + weight_copies + attention + mlp
+            + lora + extra_norms(s, "norm" in trains))
 
 
 def block_saved_bytes(s: Shapes, spec: RunSpec) -> BlockBytes:
-    one = saved_in_block(s, spec)
+    kinds = s.explicit or (False,) * s.layers  # blocks differ only in how they attend
+    cost = {kind: saved_in_block(s, spec, kinds.index(kind)) for kind in set(kinds)}
+    per = [cost[kind] for kind in kinds]
     if spec.activation_checkpointing == "off":
-        return BlockBytes(s.layers * one, 0.0, one)
+        return BlockBytes(sum(per), 0.0, per[0])
     res = 2.0 if s.compute == "cast" else 4.0
     every = 1 if spec.activation_checkpointing == "full" else spec.ckpt_every
-    checkpointed = len(range(0, s.layers, every))
-    kept = checkpointed * s.t * s.d * res + (s.layers - checkpointed) * one
-    return BlockBytes(kept, one, s.t * s.d * res + one)
+    checkpointed = range(0, s.layers, every)
+    kept = len(checkpointed) * s.t * s.d * res + sum(per) - sum(per[i] for i in checkpointed)
+    return BlockBytes(kept, max(per[i] for i in checkpointed), s.t * s.d * res + per[0])
 
 
 @dataclass(frozen=True)
@@ -152,5 +211,6 @@ def head_bytes(s: Shapes, spec: RunSpec) -> HeadBytes:
     if s.compute == "autocast":
         out += s.vocab * s.d / s.tp * 2.0
     width = 4.0 if s.compute == "fp32" else 2.0
-    return HeadBytes(forward=norm_saved(s, trains) + out + logits, backward=2 * logits,
+    capped = s.t * s.vocab * width if s.final_softcap else 0.0  # tanh's output, in the logits' width
+    return HeadBytes(forward=norm_saved(s, trains) + out + logits + capped, backward=2 * logits,
                      logits=s.t * s.vocab * width)

@@ -18,9 +18,8 @@ def weight_bytes(cfg: ModelConfig, spec: RunSpec) -> tuple[float, float]:
     """(block linear weights, everything else) in bytes, as stored: fp32 masters unless pure bf16; quantized
     block weights under --quant."""
     base = 2.0 if spec.dtype == "bf16-pure" else 4.0
-    kv = cfg.n_kv_heads * cfg.head_dim
-    linear = cfg.n_layers * (2 * cfg.dim * cfg.dim + 2 * cfg.dim * kv + 3 * cfg.dim * cfg.ffn_dim)
-    rest = cfg.param_count() - linear
+    linear = cfg.n_layers * cfg.block_linear_params()
+    rest = cfg.param_count() - linear  # embeddings, norms and attention biases
     q = QUANT_BYTES[spec.quant]
     return linear * (q if q is not None else base), rest * base
 
@@ -29,7 +28,7 @@ def lora_params(cfg: ModelConfig, spec: RunSpec) -> int:
     if spec.lora_rank == 0:
         return 0
     kv = cfg.n_kv_heads * cfg.head_dim
-    shapes = {"wq": (cfg.dim, cfg.dim), "wk": (cfg.dim, kv), "wv": (cfg.dim, kv), "wo": (cfg.dim, cfg.dim),
+    shapes = {"wq": (cfg.dim, cfg.q_dim), "wk": (cfg.dim, kv), "wv": (cfg.dim, kv), "wo": (cfg.q_dim, cfg.dim),
               "w1": (cfg.dim, cfg.ffn_dim), "w3": (cfg.dim, cfg.ffn_dim), "w2": (cfg.ffn_dim, cfg.dim)}
     targets = lora_modules(spec.lora_targets)
     per_layer = sum(spec.lora_rank * (i + o) for name, (i, o) in shapes.items() if name in targets)

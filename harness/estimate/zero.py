@@ -39,10 +39,11 @@ def reduce_bucket(cfg: ModelConfig) -> int:
 
 
 def _persistent(cfg: ModelConfig, spec: RunSpec) -> int:
-    """Parameters small enough for ZeRO-3 to keep whole on every rank: the norms, and LoRA's factors when
-    rank x width is below the threshold."""
+    """Parameters small enough for ZeRO-3 to keep whole on every rank: the norms (and attention biases), and
+    LoRA's factors when rank x width is below the threshold."""
     limit = PERSISTENCE * cfg.dim
-    count = (2 * cfg.n_layers + 1) * cfg.dim
+    embeddings = cfg.vocab_size * cfg.dim * (1 if cfg.tie_embeddings else 2)
+    count = cfg.param_count() - cfg.n_layers * cfg.block_linear_params() - embeddings
     if spec.lora_rank:
         per_factor = spec.lora_rank * cfg.dim
         if per_factor <= limit:
@@ -101,7 +102,7 @@ def _largest(cfg: ModelConfig, spec: RunSpec) -> int:
     projection: at most a few hundred KB, so the bound is kept rather than the targets' exact widths)."""
     if spec.lora_rank:
         return spec.lora_rank * max(cfg.dim, cfg.ffn_dim)
-    return max(cfg.vocab_size * cfg.dim, cfg.dim * cfg.ffn_dim)
+    return max(cfg.vocab_size * cfg.dim, cfg.dim * cfg.ffn_dim, cfg.dim * cfg.q_dim)
 
 
 def _phases(cfg: ModelConfig, spec: RunSpec, profile: MemoryProfile, device: str) -> dict[str, dict[str, float]]:

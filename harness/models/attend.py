@@ -1,24 +1,11 @@
 """Attention that SDPA cannot express: logit softcapping and a sliding window (Gemma 2; Mistral's window).  It
 is the math SDPA's reference kernel does, written out: the scores (batch x heads x queries x keys) exist, as
-they do in Hugging Face's eager attention for these families."""
+they do in Hugging Face's eager attention for these families.  Which blocks use it: ModelConfig.window_of and
+ModelConfig.explicit_attention (harness/models/zoo.py)."""
 
 from __future__ import annotations
 
 import torch
-
-from harness.models.zoo import ModelConfig
-
-
-def window_of(cfg: ModelConfig, layer: int) -> int:
-    """The sliding window of block `layer` (0: it sees every earlier position)."""
-    return cfg.sliding_window if cfg.sliding_window and layer % cfg.sliding_every == 0 else 0
-
-
-def needs_explicit(cfg: ModelConfig, layer: int, seq_len: int) -> bool:
-    """Whether block `layer` needs the written-out attention at this sequence length: softcapping, or a window
-    shorter than the sequence (a window as long as the sequence is plain causal attention)."""
-    window = window_of(cfg, layer)
-    return cfg.attn_softcap > 0 or 0 < window < seq_len
 
 
 def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softcap: float,

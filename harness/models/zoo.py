@@ -46,6 +46,15 @@ class ModelConfig:
         """Width of q and of the attention output (n_heads x head_dim; the model width unless head_dim is set)."""
         return self.n_heads * self.head_dim
 
+    def window_of(self, layer: int) -> int:
+        """The sliding window of block `layer` (0: it sees every earlier position)."""
+        return self.sliding_window if self.sliding_window and layer % self.sliding_every == 0 else 0
+
+    def explicit_attention(self, layer: int, seq_len: int) -> bool:
+        """Whether block `layer` writes attention out (harness/models/attend.py) at this many keys: softcapping,
+        or a window shorter than the keys (a window as long as the keys is plain causal attention)."""
+        return self.attn_softcap > 0 or 0 < self.window_of(layer) < seq_len
+
     def block_linear_params(self) -> int:
         """The weights of one block's seven projections (q, k, v, o and the gated MLP's three)."""
         kv = self.n_kv_heads * self.head_dim

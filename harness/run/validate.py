@@ -70,8 +70,8 @@ def _model(spec: RunSpec, measure: bool) -> ModelConfig:
 
 def lora_widths(cfg: ModelConfig) -> dict[str, int]:
     """Each adaptable projection's rank limit: the smaller of its input and output widths."""
-    kv = cfg.n_kv_heads * cfg.head_dim
-    return {"wq": cfg.dim, "wk": min(cfg.dim, kv), "wv": min(cfg.dim, kv), "wo": cfg.dim,
+    kv, q = cfg.n_kv_heads * cfg.head_dim, min(cfg.dim, cfg.q_dim)
+    return {"wq": q, "wk": min(cfg.dim, kv), "wv": min(cfg.dim, kv), "wo": q,
             "w1": min(cfg.dim, cfg.ffn_dim), "w3": min(cfg.dim, cfg.ffn_dim), "w2": min(cfg.dim, cfg.ffn_dim)}
 
 
