@@ -1,7 +1,7 @@
 """The builds before launch (the CPU allocation counter, a strategy's one-off host work such as DeepSpeed's C++
 ops), in a child process under the run's --timeout.
 
-The launcher starts `python -m harness.run.prebuild --spec JSON --out FILE` and waits for it at most the time
+The launcher starts `python -m harness.run.build_child --spec JSON --out FILE` and waits for it at most the time
 the run may take; what is left is the run's.  A build that does not finish in time (a first compile on a slow
 host, a build lock that a live process holds forever) is killed with everything it started (its session,
 its tree and every process carrying its tag: ninja, the compilers), and the run ends as a Record with status
@@ -14,7 +14,6 @@ environment's own extension folder (`extensions_env()`), which the ranks are giv
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -30,7 +29,7 @@ from harness.core.record import INTERRUPTED, Record
 from harness.core.spec import RunSpec
 from harness.run.processes import RUN_DIR_PREFIX, RUN_ENV, Interrupted, kill_run, signals_ignored, spawn, stop_signal
 from harness.run.records import failed_record
-from harness.train.cpu_allocator import LIBRARY_ENV, counting_allocator
+from harness.train.cpu_allocator import LIBRARY_ENV
 from harness.train.ext_builds import LOCK, STATUS_ENV, describe_holders, extensions_env
 from strategies import get_strategy
 from strategies.base import Strategy
@@ -58,7 +57,7 @@ def prebuild(spec: RunSpec, limit_s: float) -> Record | None:
         status, out, log = Path(tmp) / "status.json", Path(tmp) / "result.json", Path(tmp) / "output.log"
         env = {**os.environ, **extensions_env(), RUN_ENV: uuid.uuid4().hex, STATUS_ENV: str(status)}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
-        cmd = [sys.executable, "-m", "harness.run.prebuild", "--spec", spec.to_json(), "--out", str(out)]
+        cmd = [sys.executable, "-m", "harness.run.build_child", "--spec", spec.to_json(), "--out", str(out)]
         current().show(f"build: preparing {spec.strategy} on this host (one-off builds, compiled once)")
         try:
             returncode = _wait(cmd, env, log, status, limit_s)
@@ -132,8 +131,8 @@ def _building(status: Path) -> dict[str, str]:
 
 
 def _timed_out(spec: RunSpec, building: dict[str, str], limit_s: float) -> str:
-    what = building.get("what", f"the builds before launch ({spec.strategy})")
-    why = f"building {what} did not finish within {limit_s:.0f} s of --timeout {spec.timeout_s:g} s; it was killed"
+    what = f"building {building['what']}" if "what" in building else f"the builds before launch ({spec.strategy})"
+    why = f"{what} did not finish within {limit_s:.0f} s of --timeout {spec.timeout_s:g} s; it was killed"
     if "folder" in building:
         lock = Path(building["folder"]) / LOCK
         holders = describe_holders(lock) if lock.exists() else ""
@@ -141,32 +140,3 @@ def _timed_out(spec: RunSpec, building: dict[str, str], limit_s: float) -> str:
         why += f"; its build lock is held by {holders}" if holders else ""
     return why + ("\na first build can take minutes on a small host: give --timeout room for it once; "
                   "a build lock held by a live process is that process's build, not a stale lock")
-
-
-def _build(spec: RunSpec) -> dict[str, Any]:
-    """In the child: the builds, and the environment they set for the ranks, or the error."""
-    before = dict(os.environ)
-    if spec.device == "cpu":
-        try:
-            counting_allocator()
-        except Exception as why:  # no compiler, no headers: a result, not a crashed sweep
-            return {"error": f"building the CPU allocation counter failed: {why}"}
-    try:
-        get_strategy(spec.strategy).prepare_host(spec)
-    except Exception as why:  # e.g. DeepSpeed's ops do not compile here
-        return {"error": f"preparing {spec.strategy} on this host failed: {why}"}
-    return {"env": {k: v for k, v in os.environ.items() if before.get(k) != v}}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.run.prebuild", description=__doc__)
-    parser.add_argument("--spec", required=True, help="the run's spec, as RunSpec.to_json writes it")
-    parser.add_argument("--out", required=True, type=Path, help="where the result (JSON) goes")
-    args = parser.parse_args(argv)
-    result = _build(RunSpec.from_json(args.spec))
-    args.out.write_text(json.dumps(result))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -38,10 +38,10 @@ def counting_allocator() -> ModuleType:
     library = os.environ.get(LIBRARY_ENV)
     if library and Path(library).is_file():
         return _load_library(Path(library))
-    from torch.utils.cpp_extension import load
-
     name, source = cached_source()
     folder = prepare_build(name, f"the CPU allocation counter ({name})")
+    from torch.utils.cpp_extension import load
+
     module = load(name=name, sources=[str(source)], extra_cflags=["-O2"], build_directory=str(folder),
                   verbose=False)
     if module.__file__:
