@@ -129,14 +129,16 @@ _FIT: list[tuple[str, Values | None]] = [
                              "0.0000001GiB", "1048577GiB", "9" * 400)), ("--json", None)]
 _OUTPUT: list[tuple[str, Values | None]] = [("--wide", None), ("--format", choices(["table", "csv", "json",
                                                                                     "markdown"]))]
+_PROGRESS: list[tuple[str, Values | None]] = [("--progress", choices(["auto", "on", "off"], "yes", "ON")),
+                                              ("--no-progress", None)]
 FLAGS: dict[str, list[tuple[str, Values | None]]] = {
-    "run": [*_ONE, *_SPEC, *_OUTPUT, ("--json", None), ("--predict", None), ("--simulate", None)],
-    "sweep": [*_SPEC, *_OUTPUT, ("--preset", choices(list(PRESETS))), ("--models", names(list(ZOO))),
+    "run": [*_ONE, *_SPEC, *_OUTPUT, *_PROGRESS, ("--json", None), ("--predict", None), ("--simulate", None)],
+    "sweep": [*_SPEC, *_OUTPUT, *_PROGRESS, ("--preset", choices(list(PRESETS))), ("--models", names(list(ZOO))),
               ("--strategies", names(_STRATEGIES)), ("--nproc", ints("nproc")),
               ("--global-batch", ints("global_batch")), ("--repeat", ints("repeat")), ("--exact-preset", None),
               ("--fail-on-error", None), ("--predict", None), ("--simulate", None)],
     "estimate": [*_ONE, *_FIGURES, *_FIT, ("--max-batch", None), ("--inference", None)],
-    "simulate": [*_ONE, *_FIGURES, *_FIT],
+    "simulate": [*_ONE, *_FIGURES, *_FIT, *_PROGRESS],
 }
 FILE_FLAGS = {command: ("--model-config", "--store") if command in ("run", "sweep") else ("--model-config",)
               for command in COMMANDS}
