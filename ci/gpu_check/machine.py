@@ -52,10 +52,11 @@ def git_commit() -> str | None:
     return done.stdout.strip() or None if done and done.returncode == 0 else None
 
 
-def machine_facts() -> dict[str, Any]:
+def machine_facts(torch: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`torch`: torch_facts() already taken (after the install), not asked again."""
     import platform
 
-    return {**gpu_facts(), **torch_facts(), "python": platform.python_version(), "host": platform.node(),
+    return {**gpu_facts(), **(torch or torch_facts()), "python": platform.python_version(), "host": platform.node(),
             "commit": git_commit()}
 
 
@@ -84,8 +85,29 @@ def install_command(torch_version: str | None, constraints: Path, wheels: Path |
     return command
 
 
+def requirements(names: list[str]) -> list[str]:
+    """The project's own requirement lines (pyproject.toml: dependencies and the extras used) for `names`."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lines = list(project["dependencies"])
+    for extra in EXTRAS.split(","):
+        lines += project["optional-dependencies"][extra]
+    wanted = {name.lower() for name in names}
+    return [line for line in lines if re.split(r"[<>=!~;\[ ]", line, maxsplit=1)[0].lower() in wanted]
+
+
+def _pip(command: list[str], timeout_s: float) -> tuple[bool, str]:
+    done = _run(command, timeout_s)
+    tail = "no pip (or it timed out)" if done is None else (done.stderr or done.stdout).strip()[-600:]
+    return done is not None and done.returncode == 0, tail
+
+
 def install(wheels: Path | None, timeout_s: float, dry_run: bool = False) -> dict[str, Any]:
-    """Install what is missing (nothing when every package is importable); what was done, and how long."""
+    """Install what is missing (nothing when every package is importable): the project with its extras in
+    one pip call, or, where that fails (a wheel missing on a machine without network), each missing
+    requirement on its own, so one that cannot be had does not keep the others out.  What was done, and how
+    long it took."""
     started = time.monotonic()
     before = torch_facts()
     missing = missing_packages()
@@ -96,11 +118,16 @@ def install(wheels: Path | None, timeout_s: float, dry_run: bool = False) -> dic
         step: dict[str, Any] = {"missing": missing, "command": " ".join(command), "torch_before": before}
         if not missing or dry_run:
             return {**step, "status": "planned" if dry_run and missing else "nothing to install", "wall_s": 0.0}
-        done = _run(command, timeout_s)
+        ok, tail = _pip(command, timeout_s)
+        one_by_one: dict[str, str] = {}
+        for line in [] if ok else requirements(missing_packages()):
+            left = timeout_s - (time.monotonic() - started)
+            if left > 10:
+                single = [*command[:5], line, *command[7:]]  # the same pip call for one requirement
+                one_by_one[line] = "ok" if _pip(single, left)[0] else "failed"
     after = torch_facts()
-    ok = done is not None and done.returncode == 0
-    tail = "" if done is None else (done.stderr or done.stdout).strip()[-600:]
     replaced = bool(before["cuda_available"]) and not after["cuda_available"]
-    return {**step, "status": "ok" if ok and not replaced else "failed", "stderr_tail": tail,
-            "still_missing": missing_packages(), "torch_after": after, "cuda_torch_replaced": replaced,
-            "wall_s": round(time.monotonic() - started, 1)}
+    still = missing_packages()
+    return {**step, "status": "failed" if replaced else ("ok" if not still else "incomplete"),
+            "stderr_tail": tail, "one_by_one": one_by_one, "still_missing": still, "torch_after": after,
+            "cuda_torch_replaced": replaced, "wall_s": round(time.monotonic() - started, 1)}

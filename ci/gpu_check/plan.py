@@ -7,34 +7,42 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
+import sys
+from pathlib import Path
 from typing import Any
 
 from gpu_check.cases import ROOT, Case, run_command
 
 KNOB_DEFAULTS = {"activation_checkpointing": "off", "lora_rank": 0, "quant": "none"}  # shown when moved
 PARSED = ("parsed", "unsupported-here")  # unsupported-here: valid, but a package this host lacks is needed
+DRY_RUNS = Path(__file__).with_name("dry_runs.py")
 
 
-def check_case(case: Case, store: str) -> dict[str, Any]:
-    """{case, command, check, detail}: whether the case's command accepts what the case passes it."""
-    command = run_command(case, store, case.timeout_s, dry_run=True)
-    planned = {"case": case.name, "command": shlex.join(run_command(case, store, case.timeout_s)),
-               "expected_s": case.expected_s, "timeout_s": case.timeout_s}
+def _planned(case: Case, store: str) -> dict[str, Any]:
+    return {"case": case.name, "command": shlex.join(run_command(case, store, case.timeout_s)),
+            "expected_s": case.expected_s, "timeout_s": case.timeout_s}
+
+
+def judge(case: Case, planned: dict[str, Any], code: int, out: str, err: str) -> dict[str, Any]:
+    """{case, command, check, detail}: whether the case's command accepted what the case passes it."""
+    lines = err.strip().splitlines()
+    if code == 1 and lines and lines[-1].startswith("spacetime: unsupported:"):
+        return {**planned, "check": "unsupported-here", "detail": lines[-1]}
+    if code != 0:
+        return {**planned, "check": "failed", "detail": (lines or ["no output"])[-1]}
     try:
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    except subprocess.TimeoutExpired:
-        return {**planned, "check": "failed", "detail": "the dry run took over 300 s"}
-    err = done.stderr.strip().splitlines()
-    if done.returncode == 1 and err and err[-1].startswith("spacetime: unsupported:"):
-        return {**planned, "check": "unsupported-here", "detail": err[-1]}
-    if done.returncode != 0:
-        return {**planned, "check": "failed", "detail": (err or ["no output"])[-1]}
-    try:
-        shown = json.loads(done.stdout)
+        shown = json.loads(out)
     except ValueError:
         return {**planned, "check": "failed", "detail": "the dry run printed no JSON"}
     return {**planned, **_compare(case, shown)}
+
+
+def _execute(command: list[str], stdin: str | None = None) -> tuple[int, str, str]:
+    try:
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, input=stdin)
+    except subprocess.TimeoutExpired:
+        return 124, "", "the dry run took over 300 s"
+    return done.returncode, done.stdout, done.stderr
 
 
 def _compare(case: Case, shown: dict[str, Any]) -> dict[str, str]:
@@ -53,10 +61,20 @@ def _compare(case: Case, shown: dict[str, Any]) -> dict[str, str]:
                                          f"{spec['optimizer']} {' '.join(knobs)}".rstrip()}
 
 
-def check_plan(cases: tuple[Case, ...], store: str, workers: int = 4) -> list[dict[str, Any]]:
-    """Every case's check, in the cases' order (the dry runs themselves run side by side)."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda case: check_case(case, store), cases))
+def check_plan(cases: tuple[Case, ...], store: str) -> list[dict[str, Any]]:
+    """Every case's check, in the cases' order: each `spacetime run ... --dry-run` through the command's own
+    entry point, all in one process (dry_runs.py), and the context probe's --dry-run."""
+    runs = [case for case in cases if not case.is_context]
+    argvs = [run_command(case, store, case.timeout_s, dry_run=True)[3:] for case in runs]  # after `-m harness.cli`
+    code, out, err = _execute([sys.executable, str(DRY_RUNS)], json.dumps(argvs))
+    answers = json.loads(out) if code == 0 else [{"code": code, "out": "", "err": err}] * len(runs)
+    by_name = {case.name: judge(case, _planned(case, store), a["code"], a["out"], a["err"])
+               for case, a in zip(runs, answers, strict=True)}
+    for case in cases:
+        if case.is_context:
+            by_name[case.name] = judge(case, _planned(case, store),
+                                       *_execute(run_command(case, store, case.timeout_s, dry_run=True)))
+    return [by_name[case.name] for case in cases]
 
 
 def plan_table(checked: list[dict[str, Any]]) -> str:

@@ -111,7 +111,7 @@ def _cell(value: Any, form: str) -> str:
     if form == "gib":
         return f"{value / GIB:.2f}"
     if form == "pct":
-        return f"{value:+.1%}"
+        return f"{value:+.2%}"
     return format(value, form)
 
 

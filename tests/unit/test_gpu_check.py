@@ -118,7 +118,7 @@ def test_errors_against_measured_and_the_summary() -> None:
     table = summary([{"case": "a", "status": "ok", "wall_s": 12.0, **figures},
                      {"case": "b", "status": SKIPPED_BUDGET}])
     lines = table.splitlines()
-    assert lines[1].split() == ["a", "ok", "12", "4.00", "6.00", "0.500", "40.0%", "+25.0%", "-25.0%"]
+    assert lines[1].split() == ["a", "ok", "12", "4.00", "6.00", "0.500", "40.0%", "+25.00%", "-25.00%"]
     assert lines[2].split() == ["b", SKIPPED_BUDGET, "-", "-", "-", "-", "-", "-", "-"]
 
 
@@ -187,5 +187,41 @@ def test_the_accuracy_table_from_a_results_folder(tmp_path: Path) -> None:
     assert lines[:2] == [line for line in page if line.startswith("|")][:2]  # the page's header
     rows = {cells[1].strip(" `"): [c.strip() for c in cells[2:-1]] for cells in (r.split("|") for r in lines[2:])}
     assert list(rows) == [case.name for case in CASES]
-    assert rows[single.name] == ["8.00", "9.00", "6.00", "-25.0%", "8.00", "+0.0%", "0.250", "50.0%"]
+    assert rows[single.name] == ["8.00", "9.00", "6.00", "-25.00%", "8.00", "+0.00%", "0.250", "50.0%"]
     assert rows[oom.name][0] == "oom" and rows["cuda-context"][0] == "not run"
+
+
+def test_the_install_pins_the_installed_cuda_torch_and_goes_one_by_one_when_all_at_once_fails(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpu_check import machine
+
+    cuda_torch = {"torch": "2.11.0+cu128", "cuda": "12.8", "cuda_available": True, "devices": 1}
+    missing = [["peft", "deepspeed"], ["peft", "deepspeed"], ["deepspeed"], ["deepspeed"]]
+    calls: list[tuple[list[str], str]] = []
+
+    def pip(command: list[str], timeout_s: float) -> tuple[bool, str]:
+        constraints = Path(command[command.index("-c") + 1]).read_text()
+        calls.append((command, constraints))
+        return (len(calls) == 2, "no matching distribution")  # all at once fails, peft alone installs
+
+    monkeypatch.setattr(machine, "torch_facts", lambda: cuda_torch)
+    monkeypatch.setattr(machine, "missing_packages", lambda: missing.pop(0))
+    monkeypatch.setattr(machine, "_pip", pip)
+    done = machine.install(Path("/wheels"), 300)
+    assert [c[1] for c in calls] == ["torch==2.11.0+cu128\n"] * 3  # every pip call keeps this torch
+    assert calls[0][0][5:7] == ["-e", ".[peft,bnb,deepspeed]"] and calls[0][0][-3:] == ["--no-index",
+                                                                                       "--find-links", "/wheels"]
+    assert [c[0][5] for c in calls[1:]] == machine.requirements(["peft", "deepspeed"])
+    assert done["status"] == "incomplete" and done["still_missing"] == ["deepspeed"]
+    assert not done["cuda_torch_replaced"] and set(done["one_by_one"].values()) == {"ok", "failed"}
+
+
+def test_the_dry_run_finds_a_command_the_cli_refuses(tmp_path: Path) -> None:
+    from gpu_check.plan import check_plan
+
+    bad = Case("bad", "test", ("--model", "nope", "--strategy", "single"), 1, 2)
+    other = Case("other", "test", ("--model", "tiny", "--strategy", "fsdp_full_shard", "--nproc", "2"), 1, 2)
+    checked = check_plan((bad, other), str(tmp_path))
+    assert [c["check"] for c in checked] == ["failed", "parsed"]
+    assert checked[0]["detail"].startswith("spacetime: error: --model: unknown model 'nope'")
+    assert "tiny fsdp_full_shard x2" in checked[1]["detail"] and "--dry-run" not in checked[1]["command"]
