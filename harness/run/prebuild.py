@@ -30,21 +30,29 @@ from harness.core.spec import RunSpec
 from harness.run.processes import RUN_DIR_PREFIX, RUN_ENV, Interrupted, kill_run, signals_ignored, spawn, stop_signal
 from harness.run.records import failed_record
 from harness.train.cpu_allocator import LIBRARY_ENV
-from harness.train.ext_builds import LOCK, STATUS_ENV, describe_holders, extensions_env
+from harness.train.ext_builds import LOCK, STATUS_ENV, describe_holders, extensions_env, extensions_root
 from strategies import get_strategy
 from strategies.base import Strategy
 
 POLL_S = 0.2
 NOTE = "spacetime: "  # a line of the child's output that the launcher passes on to its own stderr
+_PREPARED: set[tuple[str, ...]] = set()  # the host work this launcher has done (`_host_key`)
+
+
+def _host_key(spec: RunSpec) -> tuple[str, ...]:
+    """What a strategy's host work depends on: which ops DeepSpeed builds follows from the strategy, the device
+    and the optimizer (the dtype for good measure), and where they are built."""
+    return spec.strategy, spec.device, spec.optimizer, spec.dtype, str(extensions_root())
 
 
 def needed(spec: RunSpec) -> bool:
-    """Whether `spec` has anything to build: the allocation counter on a CPU (unless this process already
-    checked it), or a strategy with host work of its own."""
+    """Whether `spec` has anything to build: the allocation counter on a CPU, or a strategy with host work of its
+    own, unless this process has done it already (a sweep's later rows skip the child and its imports)."""
     library = os.environ.get(LIBRARY_ENV)
     if spec.device == "cpu" and not (library and Path(library).is_file()):
         return True
-    return type(get_strategy(spec.strategy)).prepare_host is not Strategy.prepare_host
+    host_work = type(get_strategy(spec.strategy)).prepare_host is not Strategy.prepare_host
+    return host_work and _host_key(spec) not in _PREPARED
 
 
 def prebuild(spec: RunSpec, limit_s: float) -> Record | None:
@@ -76,6 +84,7 @@ def prebuild(spec: RunSpec, limit_s: float) -> Record | None:
             return failed_record(spec, "error", result.get("error") or f"the builds before launch exited with "
                                  f"{returncode}\n{tail}", wall)
         os.environ.update(result["env"])  # for torchrun and its ranks
+        _PREPARED.add(_host_key(spec))
         return None
 
 

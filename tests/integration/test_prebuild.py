@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from harness.run.prebuild import prebuild
+from harness.run.prebuild import needed, prebuild
 from harness.run.validate import validate
 from harness.train.cpu_allocator import LIBRARY_ENV
 from harness.train.ext_builds import EXTENSIONS_ENV, LOCK, extensions_root, folder_key
@@ -112,3 +112,11 @@ def test_a_build_held_up_past_the_timeout_ends_as_a_timeout_naming_it(extensions
     assert 15 <= record["wall_s"] < 30, record["wall_s"]
     assert "removed a stale build lock" not in result.stderr
     assert left_running(str(extensions.base)) == []
+
+
+@needs("deepspeed")
+def test_a_launcher_does_a_strategys_host_work_once(built: Path) -> None:
+    """A sweep's later DeepSpeed rows skip the build child: the same ops in the same folder are done."""
+    spec = validate(QUICK.with_(strategy="zero3", nproc=2))
+    assert not needed(spec)
+    assert needed(spec.with_(strategy="zero2_offload"))  # another op (DeepSpeed's CPU Adam) to build
