@@ -90,8 +90,9 @@ class Strategy:
                 raise Unsupported(f"{self.name} with {KNOBS[knob][1]} {value}: {reason}")
 
     def prepare_host(self, spec: RunSpec) -> None:
-        """Run once in the launcher before torchrun starts: slow one-off work (building C++ ops) that should
-        neither count against the run's timeout nor be done by every rank at once."""
+        """Run before torchrun starts, in a child process of the launcher under the run's timeout
+        (harness/run/prebuild.py): slow one-off work (building C++ ops) not to be done by every rank at once.
+        What it sets in os.environ reaches the ranks."""
 
     def memory_profile(self, spec: RunSpec) -> MemoryProfile | None:
         """Where the strategy keeps model state on a rank, for `spacetime estimate`; None: not modelled."""
