@@ -14,8 +14,8 @@ from typing import Any
 
 from gpu_check.cases import ROOT
 
-EXTRAS = "peft,bnb,deepspeed"  # LoRA, nf4 (bitsandbytes), ZeRO-3; the dependencies come with the project
-NEEDED = ("pyarrow", "rich", "numpy", "matplotlib", "ninja", "peft", "bitsandbytes", "deepspeed")
+EXTRAS = "peft,bnb,deepspeed"  # LoRA, nf4 (bitsandbytes), ZeRO-3: the extras the cases need
+NEEDED = ("torch", "pyarrow", "rich", "numpy", "matplotlib", "ninja", "peft", "bitsandbytes", "deepspeed")
 TORCH_FACTS = ("import json, torch; ok = torch.cuda.is_available(); print(json.dumps({'torch': torch.__version__, "
                "'cuda': torch.version.cuda, 'cuda_available': ok, 'devices': torch.cuda.device_count() if ok "
                "else 0}))")
@@ -74,10 +74,12 @@ def missing_packages() -> list[str]:
     return [name for name in NEEDED if importlib.util.find_spec(name) is None]
 
 
-def install_command(torch_version: str | None, constraints: Path, wheels: Path | None) -> list[str]:
-    """pip install of the project and its extras; an installed torch is pinned by a constraint, so a CUDA
-    build is never swapped for a CPU one (or for another version)."""
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "-e", f".[{EXTRAS}]"]
+def install_command(lines: list[str], torch_version: str | None, constraints: Path,
+                    wheels: Path | None) -> list[str]:
+    """pip install of requirement lines; an installed torch is pinned by a constraint, so a CUDA build is never
+    swapped for a CPU one (or for another version), and a package built from source (DeepSpeed) builds
+    against it, not against a torch pip would fetch into an isolated build."""
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-build-isolation", *lines]
     if torch_version:
         command += ["-c", str(constraints)]
     if wheels:  # a machine without network: the wheels travel with the checkout
@@ -104,26 +106,27 @@ def _pip(command: list[str], timeout_s: float) -> tuple[bool, str]:
 
 
 def install(wheels: Path | None, timeout_s: float, dry_run: bool = False) -> dict[str, Any]:
-    """Install what is missing (nothing when every package is importable): the project with its extras in
-    one pip call, or, where that fails (a wheel missing on a machine without network), each missing
-    requirement on its own, so one that cannot be had does not keep the others out.  What was done, and how
-    long it took."""
+    """Install what is missing (nothing when every package is importable), from the project's own requirement
+    lines: all in one pip call, or, where that fails (a wheel missing on a machine without network), each on
+    its own, so one that cannot be had does not keep the others out.  No editable install: the check runs
+    spacetime from the checkout.  What was done, and how long it took."""
     started = time.monotonic()
     before = torch_facts()
     missing = missing_packages()
+    lines = requirements(missing)
     with tempfile.TemporaryDirectory() as tmp:
         constraints = Path(tmp) / "constraints.txt"
         constraints.write_text(f"torch=={before['torch']}\n" if before["torch"] else "")
-        command = install_command(before["torch"], constraints, wheels)
+        command = install_command(lines, before["torch"], constraints, wheels)
         step: dict[str, Any] = {"missing": missing, "command": " ".join(command), "torch_before": before}
         if not missing or dry_run:
             return {**step, "status": "planned" if dry_run and missing else "nothing to install", "wall_s": 0.0}
         ok, tail = _pip(command, timeout_s)
         one_by_one: dict[str, str] = {}
-        for line in [] if ok else requirements(missing_packages()):
+        for line in [] if ok or len(lines) < 2 else requirements(missing_packages()):
             left = timeout_s - (time.monotonic() - started)
             if left > 10:
-                single = [*command[:5], line, *command[7:]]  # the same pip call for one requirement
+                single = install_command([line], before["torch"], constraints, wheels)
                 one_by_one[line] = "ok" if _pip(single, left)[0] else "failed"
     after = torch_facts()
     replaced = bool(before["cuda_available"]) and not after["cuda_available"]

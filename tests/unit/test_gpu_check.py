@@ -196,7 +196,7 @@ def test_the_install_pins_the_installed_cuda_torch_and_goes_one_by_one_when_all_
     from gpu_check import machine
 
     cuda_torch = {"torch": "2.11.0+cu128", "cuda": "12.8", "cuda_available": True, "devices": 1}
-    missing = [["peft", "deepspeed"], ["peft", "deepspeed"], ["deepspeed"], ["deepspeed"]]
+    missing = [["peft", "deepspeed"], ["peft", "deepspeed"], ["deepspeed"]]
     calls: list[tuple[list[str], str]] = []
 
     def pip(command: list[str], timeout_s: float) -> tuple[bool, str]:
@@ -208,12 +208,13 @@ def test_the_install_pins_the_installed_cuda_torch_and_goes_one_by_one_when_all_
     monkeypatch.setattr(machine, "missing_packages", lambda: missing.pop(0))
     monkeypatch.setattr(machine, "_pip", pip)
     done = machine.install(Path("/wheels"), 300)
+    wanted = machine.requirements(["peft", "deepspeed"])
+    assert [line.split(">")[0] for line in wanted] == ["peft", "deepspeed"]  # pyproject's lines, its order
     assert [c[1] for c in calls] == ["torch==2.11.0+cu128\n"] * 3  # every pip call keeps this torch
-    assert calls[0][0][5:7] == ["-e", ".[peft,bnb,deepspeed]"] and calls[0][0][-3:] == ["--no-index",
-                                                                                       "--find-links", "/wheels"]
-    assert [c[0][5] for c in calls[1:]] == machine.requirements(["peft", "deepspeed"])
+    assert [c[0][6:c[0].index("-c")] for c in calls] == [wanted, wanted[:1], wanted[1:]]
+    assert all(c[0][-3:] == ["--no-index", "--find-links", "/wheels"] for c in calls)
     assert done["status"] == "incomplete" and done["still_missing"] == ["deepspeed"]
-    assert not done["cuda_torch_replaced"] and set(done["one_by_one"].values()) == {"ok", "failed"}
+    assert not done["cuda_torch_replaced"] and done["one_by_one"] == {wanted[0]: "ok", wanted[1]: "failed"}
 
 
 def test_the_dry_run_finds_a_command_the_cli_refuses(tmp_path: Path) -> None:
