@@ -52,13 +52,16 @@ class GenShape:
     vocab: int
     layers: int
     tp: int
+    quant: str = "none"
+    device: str = "cuda"
 
     @classmethod
     def of(cls, cfg: ModelConfig, spec: RunSpec, tp: int) -> GenShape:
         return cls(rows=spec.batch_size * spec.num_beams, prompt=spec.prompt_len, new=spec.new_tokens,
                    width=compute_width(spec), d=cfg.dim, qd=cfg.n_heads * cfg.head_dim / tp,
                    kvd=cfg.n_kv_heads * cfg.head_dim / tp, fd=cfg.ffn_dim / tp,
-                   n_rep=cfg.n_heads // cfg.n_kv_heads, vocab=cfg.vocab_size, layers=cfg.n_layers, tp=tp)
+                   n_rep=cfg.n_heads // cfg.n_kv_heads, vocab=cfg.vocab_size, layers=cfg.n_layers, tp=tp,
+                   quant=spec.quant, device=spec.device)
 
     def layer_kv(self, positions: float) -> float:
         """One layer's keys and values over `positions` positions."""
@@ -92,7 +95,25 @@ def block_live(g: GenShape, t: int, keys: int) -> float:
     sdpa = resid + normed + qkv + repeated + t * g.qd * w
     out_proj = resid + normed + qkv + t * g.qd * w + t * d * w
     mlp = resid + normed + 3 * t * g.fd * w  # silu(w1 x), w3 x and their product
-    return max(norm, rope_q, rope_k, sdpa, out_proj, mlp)
+    # w3 computing beside silu(w1 x): a quantized projection's own temporaries
+    mlp_quant = resid + normed + 2 * t * g.fd * w + quant_matmul(g, t) if g.quant != "none" else 0.0
+    return max(norm, rope_q, rope_k, sdpa, out_proj, mlp, mlp_quant)
+
+
+def quant_matmul(g: GenShape, t: int) -> float:
+    """What a bitsandbytes projection (d in, the MLP width out) allocates while it multiplies.  On the CPU
+    the reference kernels upcast the whole weight: int8 multiplies fp32 copies of the int8 input and weight
+    into an fp32 result cast to int32; nf4 dequantizes the weight to fp32 (and its absmax).  On CUDA, int8
+    quantizes the input and accumulates in int32; nf4 dequantizes the weight to the compute width unless one
+    row multiplies (the gemv kernel)."""
+    weight = g.d * g.fd
+    if g.device == "cpu":
+        if g.quant == "int8":
+            return t * g.d * 5.0 + weight * 4.0 + t * g.fd * 4.0
+        return weight * 4.0 + weight / 64 * 4.0
+    if g.quant == "int8":
+        return t * g.d * 1.0 + t * 4.0 + t * g.fd * 4.0
+    return weight * g.width if t > 1 else 0.0
 
 
 def head_live(g: GenShape, t: int) -> float:
@@ -108,7 +129,7 @@ class Placement:
     """Where the strategy and --offload put the weights of one rank."""
 
     weights: float  # on the device, all the time
-    buffers: float  # the rotary table (fp32, prompt + new positions)
+    buffers: float  # the rotary table (fp32, prompt + new positions) and the prompt's token ids
     comm: float  # gathered for compute (FSDP)
     host: float  # in host memory (or on disk)
 
@@ -119,7 +140,8 @@ def placement(cfg: ModelConfig, spec: RunSpec) -> tuple[Placement, int]:
         raise Unsupported(f"spacetime estimate models generation under {', '.join(GENERATION_STRATEGIES)}; "
                           f"not {spec.strategy}")
     w = loaded_weights(cfg, spec)
-    rope = (spec.prompt_len + spec.new_tokens) * cfg.head_dim * 4.0  # the rotary table, a buffer (fp32)
+    # the rotary table (fp32, a buffer) and the prompt's token ids (int64)
+    rope = (spec.prompt_len + spec.new_tokens) * cfg.head_dim * 4.0 + spec.batch_size * spec.prompt_len * 8.0
     tp = (spec.tp or spec.nproc) if spec.strategy == "tp" else 1
     if spec.offload != "none":  # one module's weights on the device at a time
         width = compute_width(spec)
@@ -145,7 +167,13 @@ def prefill_phases(g: GenShape, spec: RunSpec) -> dict[str, dict[str, float]]:
         if spec.new_tokens > 1:
             phases["first reorder"] = {"kv_cache": kv, "logits": g.rows * g.vocab * 4.0,
                                        "temporaries": _reorder(g, static, g.prompt)}
-    return phases
+    return _with_ids(phases, g.rows * g.prompt * 8.0 if spec.num_beams > 1 else 0.0)
+
+
+def _with_ids(phases: dict[str, dict[str, float]], ids: float) -> dict[str, dict[str, float]]:
+    """Each phase with the token ids generation holds beside the prompt (int64): beam search's sequences,
+    greedy decoding's chosen tokens."""
+    return {name: {**extra, "buffers": ids} for name, extra in phases.items()}
 
 
 def _reorder(g: GenShape, static: bool, positions: int) -> float:
@@ -174,7 +202,8 @@ def decode_phases(g: GenShape, spec: RunSpec) -> dict[str, dict[str, float]]:
             before = kv if static else g.layers * g.layer_kv(g.longest - 1)
             phases["beam reorder"] = {"kv_cache": before, "logits": scores,
                                       "temporaries": _reorder(g, static, g.longest - 1)}
-    return phases
+    ids = g.rows * g.longest * 8.0 if spec.num_beams > 1 else spec.batch_size * (spec.new_tokens - 1) * 8.0
+    return _with_ids(phases, ids)
 
 
 @dataclass

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from harness.core.limits import LIMITS
 from harness.core.spec import RunSpec
 from harness.estimate.generation import predict_generation
 
-CEILING = 1 << 24  # the search stops here: sequences per rank, or tokens of context
+CEILING = LIMITS["seq_len"][1]  # the longest sequence a spec may have
 
 
 def largest(fits: Callable[[int], bool], low: int = 1, ceiling: int = CEILING) -> int:
@@ -33,12 +34,15 @@ def fits_on(spec: RunSpec, limit: int) -> bool:
 
 
 def max_generate_batch(spec: RunSpec, limit: int) -> int:
-    """The most prompts per rank (each with its beams) that fit `limit` at the spec's context; 0: none."""
-    return largest(lambda batch: fits_on(spec.with_(batch_size=batch), limit))
+    """The most prompts per rank (each with its beams) that fit `limit` at the spec's context, up to the rows a
+    batch may have; 0: none."""
+    ceiling = max(LIMITS["batch_size"][1] // spec.num_beams, 1)
+    return largest(lambda batch: fits_on(spec.with_(batch_size=batch), limit), ceiling=ceiling)
 
 
 def max_context(spec: RunSpec, limit: int) -> int:
     """The longest prompt + new tokens that fits `limit` at the spec's batch, the new tokens as given (the
     prompt at least one token); 0: none."""
-    found = largest(lambda prompt: fits_on(spec.with_(prompt_len=prompt), limit))
+    ceiling = max(CEILING - spec.new_tokens, 1)
+    found = largest(lambda prompt: fits_on(spec.with_(prompt_len=prompt), limit), ceiling=ceiling)
     return found + spec.new_tokens if found else 0

@@ -8,8 +8,8 @@ layers; the embedding, the norms and the output head stay in the compute width. 
         scale per output row (SCB); nothing else stays once the weight is on its device.
   nf4   Linear4bit over Params4bit (blocksize 64, compress_statistics on: double quantization): two weights per
         byte, one absmax per 64-block quantized to uint8, and for those the nested state: one fp32 absmax per
-        256 of them, an fp32 offset and the 16-entry NF4 code (fp32) per tensor; the 256-entry dynamic map the
-        nested state quantizes with is one tensor cached by bitsandbytes and shared by every layer.
+        256 of them, an fp32 offset, the 16-entry NF4 code and the 256-entry dynamic map (fp32) per tensor
+        (each quant state holds its own copy of the map), and once the map bitsandbytes caches.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from harness.models.zoo import ModelConfig
 NF4_BLOCK = 64  # bitsandbytes' default blocksize for Params4bit
 NESTED_BLOCK = 256  # the blocksize double quantization uses for the absmax values
 NF4_CODE = 16 * 4  # the NF4 code table of each tensor (fp32)
-DYNAMIC_MAP = 256 * 4  # the dynamic map the nested absmax is quantized with, cached once per device
+DYNAMIC_MAP = 256 * 4  # the dynamic map the nested absmax is quantized with: one per tensor, one cached
 RULE_BYTES = {"fp32": 4.0, "bf16": 2.0, "int8": 1.0, "int4": 0.5}  # the rule of thumb, bytes per parameter
 
 
@@ -46,7 +46,8 @@ def quantizer_extra(in_features: int, out_features: int, quant: str) -> float:
     if quant == "nf4":
         blocks = -(-in_features * out_features // NF4_BLOCK)
         nested = -(-blocks // NESTED_BLOCK)
-        return blocks * 1.0 + nested * 4.0 + 4.0 + NF4_CODE  # uint8 absmax, fp32 nested absmax, offset, code
+        # uint8 absmax, fp32 nested absmax, offset, NF4 code, the nested state's map
+        return blocks * 1.0 + nested * 4.0 + 4.0 + NF4_CODE + DYNAMIC_MAP
     return 0.0
 
 

@@ -82,14 +82,14 @@ def test_int8_is_the_rule_plus_row_scales(model: str) -> None:
 @pytest.mark.parametrize("model", ["baichuan-7b", "7b", "8b", "13b", "70b"])
 def test_nf4_is_the_rule_plus_double_quantized_absmax(model: str) -> None:
     """nf4: half a byte per weight; per 64-weight block a uint8 absmax; per 256 of those an fp32 absmax; per
-    tensor an fp32 offset and the 16-entry fp32 code; one shared 256-entry fp32 map."""
+    tensor an fp32 offset, the 16-entry fp32 code and the 256-entry fp32 map; one more map, cached."""
     projections = _projections(model)
     quantized = sum(i * o for i, o in projections)
     rest = ZOO[model].param_count() - quantized
     extra = 0
     for i, o in projections:
         blocks = -(-i * o // 64)
-        extra += blocks + 4 * -(-blocks // 256) + 4 + 16 * 4
+        extra += blocks + 4 * -(-blocks // 256) + 4 + 16 * 4 + 256 * 4
     total = quantized / 2 + extra + 256 * 4 + rest * 2
     assert loaded_weights(ZOO[model], gen(model, dtype="bf16", quant="nf4")).total == total
 
@@ -181,5 +181,5 @@ def test_quantizer_extra_is_what_bitsandbytes_keeps(quant: str, n_in: int, n_out
         kept = [w.SCB]
     else:
         state = w.quant_state
-        kept = [state.absmax, state.code, state.offset.reshape(1), state.state2.absmax]  # state2.code: shared
+        kept = [state.absmax, state.code, state.offset.reshape(1), state.state2.absmax, state.state2.code]
     assert sum(size(t) for t in kept) == quantizer_extra(n_in, n_out, quant)
