@@ -39,8 +39,13 @@ def case_name(row: dict[str, Any]) -> str:
 
 
 def shape(row: dict[str, Any]) -> str:
-    """`global batch x seq`: sequences per optimizer step over all ranks, and tokens per sequence."""
-    return f"{row.get('global_batch') or row.get('batch_size')} x {row.get('seq_len')}"
+    """`global batch x seq`: sequences per optimizer step over all ranks, and tokens per sequence; for generation
+    `batch x (prompt + new)` over all ranks, with the beams where there are several."""
+    batch = row.get("global_batch") or row.get("batch_size")
+    if row.get("workload") == "generate":
+        beams = f" x {row['num_beams']} beams" if (row.get("num_beams") or 1) > 1 else ""
+        return f"{batch}{beams} x ({row.get('prompt_len')} + {row.get('new_tokens')})"
+    return f"{batch} x {row.get('seq_len')}"
 
 
 def by_shape(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -13,6 +13,7 @@ from harness.core.units import MIB
 from harness.report.cases import shape
 from harness.report.columns import MACHINE, Column, Fitted, emit, fields
 from harness.report.console import console
+from harness.report.generation_columns import generation_columns
 from harness.run.annotate import ERROR_COLUMNS, relative_error
 
 _STATUS_STYLE = {"ok": "green", "unsupported": "yellow", "interrupted": "yellow"}  # red: the spec failed
@@ -88,6 +89,7 @@ def record_columns(rows: list[dict[str, Any]]) -> list[Column]:
         Column("peak_mib", "peak\nMiB", lambda r: _mib(r.get("peak_bytes")),
                values=fields("peak_bytes", "peak_bytes_per_rank")),
         *(_beside(kind) for kind in beside),
+        *generation_columns(rows),
         Column("rss_mib", "RSS\nMiB", lambda r: _mib(r.get("rss_peak_bytes")), drop=7,
                values=fields("rss_peak_bytes", "rss_peak_bytes_per_rank")),
         Column("step_s", "s/step\np50 [p10-p90]", _step, drop=6, values=_STEP_FIELDS,
