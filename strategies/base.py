@@ -71,7 +71,7 @@ class Strategy:
     simulate_why_not: str | None = None
     # --workload generate: whether the strategy runs it (`wrap_generate`), and why not where it does not.
     generates: bool = False
-    generate_why_not: str = "generation is not implemented for this strategy; use single, ddp or fsdp_full_shard"
+    generate_why_not: str = "generation is not implemented for this strategy; use single, ddp, fsdp_full_shard or tp"
 
     def __init__(self, name: str, description: str = "") -> None:
         self.name = name

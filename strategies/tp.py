@@ -41,6 +41,7 @@ class TensorParallel(Strategy):
     def __init__(self, name: str, description: str = "", fsdp: bool = False) -> None:
         super().__init__(name, description)
         self.fsdp = fsdp
+        self.generates = not fsdp  # tensor-parallel inference: every rank the same prompts, 1/tp of each matrix
         self.shards = "weight matrices by heads/hidden (TP)" + (
             "; then params, grads, optimizer state across dp (FSDP2)" if fsdp else "")
 
@@ -93,6 +94,12 @@ class TensorParallel(Strategy):
         # with FSDP its mixed precision policy casts; plain TP autocasts.  Gradients are DTensors either way.
         step = make_step(model, optimizer, spec, world.device, autocast=not self.fsdp, sharded_grads=True)
         return Prepared(model, optimizer, step)
+
+    def wrap_generate(self, model: nn.Module, world: World, spec: RunSpec) -> nn.Module:
+        from harness.models.generate import load_weights
+
+        parallelize(model, world.mesh((self.degree(spec),), ("tp",)))
+        return load_weights(model, world.device, spec)  # each rank's KV cache holds its 1/tp of the kv heads
 
 
 def parallelize(model: Any, tp_mesh: Any) -> None:

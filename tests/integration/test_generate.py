@@ -40,7 +40,8 @@ def single() -> dict[tuple[str, int], list[dict[str, Any]]]:
 
 
 @pytest.mark.parametrize(("strategy", "kv_cache", "num_beams"), [
-    ("ddp", "static", 1), ("fsdp_full_shard", "static", 1), ("fsdp_full_shard", "dynamic", 2)])
+    ("ddp", "static", 1), ("fsdp_full_shard", "static", 1), ("tp", "static", 1), ("fsdp_full_shard", "dynamic", 2),
+    ("tp", "dynamic", 2)])
 def test_generated_tokens_equal_single(tmp_path: Path, single: dict[tuple[str, int], list[dict[str, Any]]],
                                        strategy: str, kv_cache: str, num_beams: int) -> None:
     spec = BASE.with_(kv_cache=kv_cache, num_beams=num_beams)
@@ -49,6 +50,10 @@ def test_generated_tokens_equal_single(tmp_path: Path, single: dict[tuple[str, i
     reference = single[kv_cache, num_beams]
     ranks = rank_results(spec.with_(strategy=strategy, nproc=2), tmp_path / strategy)
     assert ranks[0]["tokens_digest"] == reference[0]["tokens_digest"]
+    if strategy == "tp":  # every rank the same prompts, half of each matrix and of the kv heads
+        assert ranks[1]["tokens_digest"] == ranks[0]["tokens_digest"]
+        assert 2 * ranks[0]["kv_cache_bytes"] == reference[0]["kv_cache_bytes"]
+        return
     assert ranks[1]["tokens_digest"] != ranks[0]["tokens_digest"]  # the other rank's own prompts
     if strategy == "fsdp_full_shard":  # sharded weights: half the parameter bytes on each rank
         assert 2 * ranks[0]["param_bytes"] == reference[0]["param_bytes"]
