@@ -123,5 +123,6 @@ def _optimizer_temporaries(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile,
         return 0.0
     if device == "cuda" and not plain_tp:  # plain TP runs per tensor
         return trainable * width / prof.tp / prof.optim_div
-    largest = cfg.vocab_size * cfg.dim / prof.tp if not spec.lora_rank else cfg.ffn_dim * spec.lora_rank
+    widest = max(cfg.vocab_size, cfg.ffn_dim, cfg.q_dim)  # the embedding but in a shape of a few hundred wide
+    largest = cfg.dim * widest / prof.tp if not spec.lora_rank else cfg.ffn_dim * spec.lora_rank
     return 2 * largest * width / prof.optim_div  # sqrt(v) and sqrt(v) / bias correction, briefly both alive

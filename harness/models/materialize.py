@@ -53,6 +53,7 @@ def materialize(model: nn.Module, device: torch.device, seed: int,
 
 
     model.to_empty(device=device)
+    _tie_again(model)
     for name, param in model.named_parameters() if not _fake() else ():
         full = init_value(canonical_name(name), param.shape, seed, device)
         if isinstance(param, DTensor):
@@ -63,6 +64,16 @@ def materialize(model: nn.Module, device: torch.device, seed: int,
     cfg: ModelConfig = model.cfg  # type: ignore[assignment]
     max_seq_len: int = model.max_seq_len  # type: ignore[assignment]
     model.rope = rope_tables(cfg.head_dim, max_seq_len, cfg.rope_theta, buffer_device or device)
+
+
+def _tie_again(model: nn.Module) -> None:
+    """`to_empty` gives each module a parameter of its own, so a tied output projection (1b, 3b, Gemma) would
+    come back as a second copy of the embedding: tie it again, DTensor (TP) or not."""
+    cfg = getattr(model, "cfg", None)
+    output, embeddings = getattr(model, "output", None), getattr(model, "tok_embeddings", None)
+    if cfg is not None and cfg.tie_embeddings and output is not None and embeddings is not None \
+            and output.weight is not embeddings.weight:
+        output.weight = embeddings.weight
 
 
 # Wrappers that insert themselves into parameter names; stripped so values never depend on them.

@@ -102,3 +102,11 @@ def test_the_written_out_attention_is_sdpas_without_cap_or_window() -> None:
     window = torch.ones(12, 12, dtype=torch.bool).tril() & ~torch.ones(12, 12, dtype=torch.bool).tril(-3)
     torch.testing.assert_close(explicit_attention(q, k, v, 0.0, 3),
                                F.scaled_dot_product_attention(q, k, v, attn_mask=window))
+
+
+def test_a_tied_output_stays_tied_once_materialized() -> None:
+    cfg = apply_sets(ZOO["gemma-7b"], SHRINK)
+    model = build_model(cfg, 16)
+    materialize(model, torch.device("cpu"), seed=0)
+    assert model.output.weight is model.tok_embeddings.weight
+    assert _count(model) == cfg.param_count()
