@@ -81,8 +81,7 @@ class Progress:
         self._text: str | None = None
         self._since = now()
         self._lock = threading.Lock()
-        self._ticker: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._ticker: tuple[threading.Thread, threading.Event] | None = None  # the thread, its own stop
 
     def show(self, text: str) -> None:
         """The step now under way."""
@@ -91,8 +90,8 @@ class Progress:
         with self._lock:
             self._text, self._since = text, self._now()
             self._draw()
-        if self.live:
-            self._start_ticker()
+            if self.live and self._ticker is None:
+                self._ticker = self._start_ticker()
 
     def note(self, text: str) -> None:
         """A line that stays (above the live line on a terminal)."""
@@ -106,10 +105,12 @@ class Progress:
 
     def clear(self) -> None:
         """Remove the line (a terminal's is erased) and stop ticking; what follows starts on a clean line."""
-        self._stop.set()
-        ticker, self._ticker = self._ticker, None
-        if ticker is not None and ticker is not threading.current_thread():
-            ticker.join()
+        with self._lock:
+            ticker, self._ticker = self._ticker, None
+        if ticker is not None:
+            ticker[1].set()
+            if ticker[0] is not threading.current_thread():
+                ticker[0].join()
         with self._lock:
             if self.enabled and self.live and self._text is not None:
                 self.stream.write(_ERASE)
@@ -143,15 +144,14 @@ class Progress:
     def _prefix(self) -> str:
         return self.prefix() if callable(self.prefix) else self.prefix
 
-    def _start_ticker(self) -> None:
-        if self._ticker is not None:
-            return
-        self._stop.clear()
-        self._ticker = threading.Thread(target=self._tick, name="spacetime-progress", daemon=True)
-        self._ticker.start()
+    def _start_ticker(self) -> tuple[threading.Thread, threading.Event]:
+        stop = threading.Event()
+        thread = threading.Thread(target=self._tick, args=(stop,), name="spacetime-progress", daemon=True)
+        thread.start()
+        return thread, stop
 
-    def _tick(self) -> None:
-        while not self._stop.wait(self._tick_s):
+    def _tick(self, stop: threading.Event) -> None:
+        while not stop.wait(self._tick_s):
             with self._lock:
                 if self._now() - self._since >= 1.0:  # a step under a second keeps the line it has
                     self._draw()
