@@ -96,7 +96,7 @@ def _optimizer(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, phase: str)
 
 
 def _activations(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, phase: str) -> str:
-    ckpt = {"off": "checkpointing off",
+    ckpt = {"off": "checkpointing off; --activation-checkpointing full keeps only each block's input",
             "full": "checkpointing full: each block keeps its input, one block recomputed at a time",
             "selective": f"checkpointing 1 block in {spec.ckpt_every}"}[spec.activation_checkpointing]
     return (f"{cfg.n_layers} blocks x {spec.batch_size} x {spec.seq_len} tokens of tensors saved for backward "
