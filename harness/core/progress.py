@@ -7,9 +7,9 @@ is one line, rewritten in place (carriage return, line cleared) and ticking the 
 anything else it is one plain line per step.  It goes to stderr only, so stdout (a `--json` line, a CSV table)
 stays what it was.
 
-The ranks under torchrun cannot reach the user's terminal: torchrun writes their output to log files.  Rank 0
-appends its phase lines to a file in the run's temporary folder (`rank_phase`, where $SPACETIME_PROGRESS_FILE
-names it), and the launcher follows that file while it waits (`following`).
+The ranks under torchrun cannot reach the user's terminal: torchrun writes their output to log files.  The first
+rank on each host appends its phase lines to a file in the run's temporary folder (`rank_phase`, where
+$SPACETIME_PROGRESS_FILE names it), and that host's launcher follows the file while it waits (`following`).
 """
 
 from __future__ import annotations
@@ -174,9 +174,10 @@ def current() -> Progress:
 
 
 def rank_phase(text: str) -> None:
-    """On a rank: append a phase line to the file the launcher follows (nothing when progress is off)."""
+    """On a rank: append a phase line to the file this host's launcher follows.  Only the first rank on each host
+    (torchrun's LOCAL_RANK 0) writes, and nothing is written when progress is off."""
     path = os.environ.get(PHASE_FILE_ENV)
-    if path:
+    if path and os.environ.get("LOCAL_RANK", "0") == "0":
         with open(path, "a") as f:
             f.write(text.replace("\n", " ") + "\n")
 

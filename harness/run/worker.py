@@ -18,7 +18,7 @@ import torch.distributed as dist
 from torch import nn
 
 from harness.core.errors import Unsupported
-from harness.core.progress import rank_phase
+from harness.core.progress import rank_phase as _phase  # the host's first rank only
 from harness.core.spec import RunSpec
 from harness.models.llama import build_model
 from harness.models.materialize import param_dtype
@@ -104,12 +104,6 @@ def run_rank(spec: RunSpec, world: World) -> dict[str, Any]:
                                     for p in prepared.model.parameters() if p.requires_grad),
             "optimizer_class": _qualname(prepared.optimizer),
             "loss": float(mean_loss) / world.world_size}
-
-
-def _phase(text: str) -> None:
-    """A progress line from the rank that writes the result, for the launcher to show (harness/core/progress.py)."""
-    if os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get(NODE_RANK_ENV, "0") == "0":
-        rank_phase(text)
 
 
 def _writes_result(world: World) -> bool:

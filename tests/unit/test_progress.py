@@ -113,6 +113,9 @@ def test_the_launcher_follows_the_phase_lines_rank_0_appends(tmp_path: Path,
     seen: list[str] = []
     with following(env, seen.append, every_s=0.01):
         rank_phase("rendezvous: 2 ranks")
+        monkeypatch.setenv("LOCAL_RANK", "1")
+        rank_phase("from the host's second rank: not written")
+        monkeypatch.setenv("LOCAL_RANK", "0")
         rank_phase("warmup: step 1/2\nsplit")
         with open(env[PHASE_FILE_ENV], "a") as f:
             f.write("timed: half a li")  # not complete yet: not shown
