@@ -8,6 +8,8 @@ its rows, so rank 0 generates for the same prompts under every strategy as under
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,8 +19,10 @@ from harness.core.progress import rank_phase
 from harness.core.spec import RunSpec
 from harness.models.generate import prompts
 from harness.models.llama import build_model
+from harness.models.offload import offload_to_disk
 from harness.models.zoo import config_for
 from harness.run.nodes import NODE_RANK_ENV
+from harness.run.processes import RUN_DIR_ENV
 from harness.train.generate_measure import AllocCounter, generate_dtype, measure_generation
 from harness.train.world import World
 from strategies import Layout, get_strategy
@@ -34,11 +38,18 @@ def rank_prompts(spec: RunSpec, layout: Layout, world: World) -> torch.Tensor:
 
 
 def local_bytes(model: nn.Module) -> int:
-    """Bytes of this rank's parameter storage (a DTensor's local shard)."""
+    """Bytes of this rank's parameter storage (a DTensor's local shard; none for weights offloaded to disk)."""
     from torch.distributed.tensor import DTensor
 
     locals_ = (p.to_local() if isinstance(p, DTensor) else p for p in model.parameters())
-    return sum(t.numel() * t.element_size() for t in locals_)
+    return sum(t.numel() * t.element_size() for t in locals_ if t.device.type != "meta")
+
+
+def offload_folder(world: World) -> Path:
+    """Where --offload disk writes the weights: under the run's temporary folder (removed with it)."""
+    run_dir = os.environ.get(RUN_DIR_ENV)
+    base = Path(run_dir) if run_dir else Path(tempfile.mkdtemp(prefix="spacetime-offload-"))
+    return base / f"offload-rank{world.rank}"
 
 
 def _device_used(device: torch.device) -> int | None:
@@ -60,6 +71,8 @@ def run_generate(spec: RunSpec, world: World) -> dict[str, Any]:
     _phase(f"model: load {spec.model} for generation ({spec.strategy}, {spec.dtype})")
     meta = build_model(cfg, spec.prompt_len + spec.new_tokens).to(generate_dtype(spec))
     model = strategy.wrap_generate(meta, world, spec)
+    if spec.offload == "disk":  # single only (harness/run/workload_checks.py): whole modules move, not shards
+        model = offload_to_disk(model, offload_folder(world), world.device)
     prompt = rank_prompts(spec, layout, world)
     _phase(f"generate: {spec.batch_size} x ({spec.prompt_len} + {spec.new_tokens}) tokens, "
            f"{spec.num_beams} beam(s), {spec.kv_cache} cache")

@@ -3,7 +3,8 @@
 Bad input (SpecError, exit 2): an unknown workload, cache kind or offload mode; a prompt plus new tokens past the
 longest sequence a spec may have; more rows (batch x beams) than a batch may have; a flag of one workload given
 with the other.  Valid but not runnable here (Unsupported): a strategy that does not generate, `--offload cpu`
-where the weights already live in host memory.
+where the weights already live in host memory (and, measured, anywhere so far), `--offload disk` under a strategy
+other than single.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def check_generation(spec: RunSpec, strategy: Strategy, measure: bool) -> None:
         raise Unsupported("--offload cpu on a CPU-only run: the weights already live in host memory, the same "
                           "pool the run computes from, so there is nothing to offload; use --offload disk, or "
                           "a CUDA device")
-    if measure and spec.offload != "none":
-        raise Unsupported(f"--offload {spec.offload}: a measured run does not offload weights yet (estimate "
-                          "models it); use --offload none")
+    if measure and spec.offload == "cpu":
+        raise Unsupported("--offload cpu: a measured run offloads to disk only so far (estimate models cpu); "
+                          "use --offload disk or none")
+    if spec.offload == "disk" and spec.strategy != "single":
+        raise Unsupported(f"--offload disk runs under single only: accelerate's hooks bring whole modules back "
+                          f"from disk, not {spec.strategy}'s shards or replicas")

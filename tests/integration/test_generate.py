@@ -80,3 +80,15 @@ def test_a_bf16_record_has_every_generation_figure() -> None:
     assert record.tokens_per_s == pytest.approx(3 * record.tokens_per_s_per_seq)
     row = record.to_row()
     assert row["workload"] == "generate" and row["ttft_s"] == record.ttft_s
+
+
+def test_disk_offload_keeps_the_tokens_and_moves_the_weights_out(tmp_path: Path) -> None:
+    """--offload disk: the same tokens as without offload; after loading only the buffers stay in memory, and
+    each phase's peak is below the weights' bytes alone."""
+    kept = rank_results(BASE, tmp_path / "none")[0]
+    offloaded = rank_results(BASE.with_(offload="disk"), tmp_path / "disk")[0]
+    assert offloaded["tokens_digest"] == kept["tokens_digest"]
+    assert offloaded["param_bytes"] == 0 and kept["param_bytes"] > 0
+    assert offloaded["load_bytes"] == kept["load_bytes"] - kept["param_bytes"]  # the RoPE table stays
+    for phase in ("prefill_peak_bytes", "decode_peak_bytes"):
+        assert offloaded[phase] < kept["param_bytes"] < kept[phase]

@@ -74,6 +74,14 @@ def test_offload_cpu_on_a_cpu_run_is_unsupported_but_estimate_takes_it() -> None
     assert validate(spec.with_(device="cuda"), measure=False).offload == "cpu"
 
 
+def test_offload_runs_measured_on_disk_under_single_only() -> None:
+    with pytest.raises(Unsupported, match="^--offload cpu: a measured run offloads to disk only"):
+        validate(RunSpec(workload="generate", offload="cpu", device="cuda"), planned=True)
+    with pytest.raises(Unsupported, match="^--offload disk runs under single only"):
+        validate(RunSpec(workload="generate", offload="disk", strategy="ddp", nproc=2, device="cpu"))
+    assert validate(RunSpec(workload="generate", offload="disk", device="cpu")).offload == "disk"
+
+
 def test_quantized_generation_needs_no_adapters() -> None:
     with pytest.raises(SpecError, match="--quant"):
         validate(RunSpec(quant="nf4", device="cpu"))  # training a frozen base needs adapters
