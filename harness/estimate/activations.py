@@ -23,9 +23,10 @@ unless head_dim is set apart):
            under autocast (two fp32 copies), one rsqrt per head.
   sandwich the norms after attention and the MLP (Gemma 2), over 16-bit outputs under autocast.
   (1 + w)  every norm also keeps 1 + weight, a tensor of its own (Gemma).
-  written-out attention (softcapping, or a window shorter than the sequence; harness/models/attend.py):
-           contiguous copies of q, k and v, the tanh of the scores under softcapping, the causal mask (seq x seq
-           bools), the fp32 softmax and, in 16 bits, its 16-bit copy; wo's input only when wo trains (no LSE).
+  window   a window shorter than the sequence: SDPA with a mask, which it keeps (seq x seq, in its width).
+  softcap  softcapped attention, written out (harness/models/attend.py): contiguous copies of q, k and v, the
+           tanh of the scores, the mask (seq x seq bools), the fp32 softmax and, in 16 bits, its 16-bit copy;
+           wo's input only when wo trains (no LSE).
 DeepSpeed ZeRO-3 replaces F.linear with a function that saves the input of every projection, frozen or not.
 Activation checkpointing keeps only each checkpointed block's input and recomputes one block at a time in
 backward.
@@ -61,9 +62,8 @@ class Shapes:
     qk_heads: tuple[int, int] = (0, 0)  # q and k heads under a norm over each head (Qwen3); (0, 0): none
     sandwich: bool = False  # norms after attention and the MLP (Gemma 2)
     offset: bool = False  # norms that scale by 1 + weight (Gemma)
-    softcap: bool = False  # attention logits softcapped
     final_softcap: bool = False  # output logits softcapped
-    explicit: tuple[bool, ...] = ()  # per block: attention written out, not SDPA
+    attention: tuple[str, ...] = ()  # per block: "causal", "window" or "softcap" (ModelConfig.attention_kind)
 
     @classmethod
     def of(cls, cfg: ModelConfig, spec: RunSpec, tp: int = 1, casts_params: bool = False,
@@ -77,9 +77,8 @@ class Shapes:
                    heads=cfg.n_heads, vocab=cfg.vocab_size, layers=cfg.n_layers, tp=tp,
                    gqa=cfg.n_kv_heads != cfg.n_heads, compute=compute, every_input=every_input, flat=flat,
                    q=cfg.q_dim, seq=spec.seq_len, qk_heads=(cfg.n_heads, cfg.n_kv_heads) if cfg.qk_norm else (0, 0),
-                   sandwich=cfg.sandwich_norms, offset=cfg.norm_offset, softcap=cfg.attn_softcap > 0,
-                   final_softcap=cfg.final_softcap > 0,
-                   explicit=tuple(cfg.explicit_attention(i, spec.seq_len) for i in range(cfg.n_layers)))
+                   sandwich=cfg.sandwich_norms, offset=cfg.norm_offset, final_softcap=cfg.final_softcap > 0,
+                   attention=tuple(cfg.attention_kind(i, spec.seq_len) for i in range(cfg.n_layers)))
 
 
 @dataclass(frozen=True)
@@ -113,17 +112,18 @@ def norm_saved(s: Shapes, weight_trains: bool) -> float:
     return rms_saved(s, s.d, 1, 2.0 if s.compute == "cast" else 4.0, weight_trains, s.d)
 
 
-def attention_saved(s: Shapes, explicit: bool, wo_input: bool) -> float:
+def attention_saved(s: Shapes, kind: str, wo_input: bool) -> float:
     """What attention keeps past the projections: SDPA's q, k, v (k, v repeated to the query heads under GQA),
-    output and log-sum-exp; or written out, see the module's docstring."""
+    output and log-sum-exp, and a window's mask; or softcapped, written out (the module's docstring)."""
     lo = 4.0 if s.compute == "fp32" else 2.0
     q = (s.q or s.d) / s.tp
     kv = q if s.gqa else s.kv / s.tp
-    if not explicit:
-        return (2 * s.t * q + 2 * s.t * kv) * lo + s.t * s.heads / s.tp * 4.0
+    if kind != "softcap":
+        mask = s.seq * s.seq * lo if kind == "window" else 0.0
+        return (2 * s.t * q + 2 * s.t * kv) * lo + s.t * s.heads / s.tp * 4.0 + mask
     scores = s.t * s.seq * s.heads / s.tp  # batch x heads x seq x seq
     kept = (s.t * q + 2 * s.t * kv) * lo + scores * 4.0 + s.seq * s.seq
-    kept += scores * lo if s.softcap else 0.0  # tanh's output
+    kept += scores * lo  # tanh's output
     kept += scores * lo if lo != 4.0 else 0.0  # the softmax's 16-bit copy
     return kept + (s.t * q * lo if wo_input else 0.0)
 
@@ -174,14 +174,14 @@ def saved_in_block(s: Shapes, spec: RunSpec | None = None, layer: int = 0) -> fl
         weight_copies = sum(in_width[n] * out_width[n] * 2.0 for n in LINEARS)
         weight_copies += sum((in_width[n] + out_width[n]) * rank * 2.0 for n in adapted)
     lora = sum(t * rank * lo for n in adapted)  # A's output
-    attention = attention_saved(s, bool(s.explicit) and s.explicit[layer], needs_input("wo"))
+    attention = attention_saved(s, s.attention[layer] if s.attention else "causal", needs_input("wo"))
     mlp = 3 * t * f / tp * lo + (t * f / tp * lo if needs_input("w2") else 0.0)
     return (2 * norm() + inputs(("wq", "wk", "wv")) + inputs(("w1", "w3")) + weight_copies + attention + mlp
             + lora + extra_norms(s, "norm" in trains))
 
 
 def block_saved_bytes(s: Shapes, spec: RunSpec) -> BlockBytes:
-    kinds = s.explicit or (False,) * s.layers  # blocks differ only in how they attend
+    kinds = s.attention or ("causal",) * s.layers  # blocks differ only in how they attend
     cost = {kind: saved_in_block(s, spec, kinds.index(kind)) for kind in set(kinds)}
     per = [cost[kind] for kind in kinds]
     if spec.activation_checkpointing == "off":

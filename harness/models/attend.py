@@ -1,11 +1,29 @@
-"""Attention that SDPA cannot express: logit softcapping and a sliding window (Gemma 2; Mistral's window).  It
-is the math SDPA's reference kernel does, written out: the scores (batch x heads x queries x keys) exist, as
-they do in Hugging Face's eager attention for these families.  Which blocks use it: ModelConfig.window_of and
-ModelConfig.explicit_attention (harness/models/zoo.py)."""
+"""Attention beyond SDPA's causal kernel: a sliding window (Mistral, Phi-3, Gemma 2's alternate layers) is SDPA
+with a mask, which its kernels keep (a seq x seq mask in the compute dtype on CPU); logit softcapping (Gemma 2)
+SDPA cannot express, so it is written out: the math SDPA's reference kernel does, the scores (batch x heads x
+queries x keys) alive, as in Hugging Face's eager attention.  Which blocks use what:
+ModelConfig.attention_kind (harness/models/zoo.py)."""
 
 from __future__ import annotations
 
 import torch
+
+
+def visible(n_q: int, n_k: int, window: int, device: torch.device) -> torch.Tensor:
+    """(queries, keys) bools: True where a query may attend, the queries the last positions of the keys;
+    causal, and within the last `window` positions when `window` > 0."""
+    pos_q = torch.arange(n_k - n_q, n_k, device=device)[:, None]
+    pos_k = torch.arange(n_k, device=device)[None, :]
+    seen = pos_k <= pos_q
+    return seen & (pos_k > pos_q - window) if window > 0 else seen
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softcap: float, window: int) -> torch.Tensor:
+    """Softcapped attention written out, or SDPA with the window's mask."""
+    if softcap > 0:
+        return explicit_attention(q, k, v, softcap, window)
+    mask = visible(q.shape[-2], k.shape[-2], window, q.device)
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
 def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softcap: float,
@@ -16,12 +34,6 @@ def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softca
     scores = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5
     if softcap > 0:
         scores = torch.tanh(scores / softcap) * softcap
-    n_q, n_k = q.shape[-2], k.shape[-2]
-    pos_q = torch.arange(n_k - n_q, n_k, device=q.device)[:, None]
-    pos_k = torch.arange(n_k, device=q.device)[None, :]
-    hidden = pos_k > pos_q
-    if window > 0:
-        hidden = hidden | (pos_k <= pos_q - window)
-    scores = scores.masked_fill(hidden, float("-inf"))
+    scores = scores.masked_fill(~visible(q.shape[-2], k.shape[-2], window, q.device), float("-inf"))
     weights = torch.softmax(scores.float(), dim=-1).type_as(q)
     return torch.matmul(weights, v)

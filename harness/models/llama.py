@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.models.attend import explicit_attention
+from harness.models.attend import attend
 from harness.models.zoo import ModelConfig
 
 if TYPE_CHECKING:
@@ -79,9 +79,9 @@ class Attention(nn.Module):
         if self.n_rep > 1:
             k = k.repeat_interleave(self.n_rep, dim=2)
             v = v.repeat_interleave(self.n_rep, dim=2)
-        if self.cfg.explicit_attention(self.layer, k.shape[1]):  # softcapping, or a window shorter than the keys
-            out = explicit_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                     self.cfg.attn_softcap, self.cfg.window_of(self.layer))
+        if self.cfg.attention_kind(self.layer, k.shape[1]) != "causal":  # softcapping, or a short window
+            out = attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), self.cfg.attn_softcap,
+                         self.cfg.window_of(self.layer))
         else:
             out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                                                  is_causal=True)

@@ -50,10 +50,12 @@ class ModelConfig:
         """The sliding window of block `layer` (0: it sees every earlier position)."""
         return self.sliding_window if self.sliding_window and layer % self.sliding_every == 0 else 0
 
-    def explicit_attention(self, layer: int, seq_len: int) -> bool:
-        """Whether block `layer` writes attention out (harness/models/attend.py) at this many keys: softcapping,
-        or a window shorter than the keys (a window as long as the keys is plain causal attention)."""
-        return self.attn_softcap > 0 or 0 < self.window_of(layer) < seq_len
+    def attention_kind(self, layer: int, seq_len: int) -> str:
+        """How block `layer` attends over this many keys (harness/models/attend.py): "softcap", written out;
+        "window", SDPA with a mask (a window shorter than the keys); "causal", SDPA's causal kernel."""
+        if self.attn_softcap > 0:
+            return "softcap"
+        return "window" if 0 < self.window_of(layer) < seq_len else "causal"
 
     def block_linear_params(self) -> int:
         """The weights of one block's seven projections (q, k, v, o and the gated MLP's three)."""

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.core.errors import SpecError
-from harness.models.attend import explicit_attention
+from harness.models.attend import attend, explicit_attention
 from harness.models.hf_config import apply_sets, from_hf_config
 from harness.models.llama import build_model
 from harness.models.materialize import materialize
@@ -94,7 +94,7 @@ def test_a_shrunken_model_of_each_family_trains(name: str) -> None:
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-def test_the_written_out_attention_is_sdpas_without_cap_or_window() -> None:
+def test_the_written_out_attention_is_sdpas_without_a_cap() -> None:
     q, k, v = (torch.randn(2, 4, 12, 8, dtype=torch.float64) for _ in range(3))
     expected = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     torch.testing.assert_close(explicit_attention(q, k, v, 0.0, 0), expected)
@@ -102,6 +102,10 @@ def test_the_written_out_attention_is_sdpas_without_cap_or_window() -> None:
     window = torch.ones(12, 12, dtype=torch.bool).tril() & ~torch.ones(12, 12, dtype=torch.bool).tril(-3)
     torch.testing.assert_close(explicit_attention(q, k, v, 0.0, 3),
                                F.scaled_dot_product_attention(q, k, v, attn_mask=window))
+    torch.testing.assert_close(attend(q, k, v, 0.0, 3), explicit_attention(q, k, v, 0.0, 3))
+    capped = explicit_attention(q, k, v, 0.5, 3)  # a cap this low moves the weights
+    assert not torch.allclose(capped, explicit_attention(q, k, v, 0.0, 3))
+    torch.testing.assert_close(attend(q, k, v, 0.5, 3), capped)
 
 
 def test_a_tied_output_stays_tied_once_materialized() -> None:

@@ -47,11 +47,13 @@ def test_each_block_of_a_family_is_counted_exactly(variant: str, dtype: str, ran
         assert measured == saved_in_block(shapes, spec, layer)
 
 
-def test_written_out_attention_keeps_more_than_sdpa() -> None:
+def test_a_window_keeps_its_mask_and_softcapping_its_scores() -> None:
     spec = _spec("window", "bf16", 0)
     shapes = Shapes.of(config_for(spec), spec)
-    assert shapes.explicit == (True, False)
-    assert saved_in_block(shapes, spec, 0) > saved_in_block(shapes, spec, 1)
+    assert shapes.attention == ("window", "causal")
+    assert saved_in_block(shapes, spec, 0) - saved_in_block(shapes, spec, 1) == spec.seq_len**2 * 2
+    capped = _spec("gemma2", "bf16", 0)
+    assert Shapes.of(config_for(capped), capped).attention == ("softcap", "softcap")
 
 
 class _Head(nn.Module):
