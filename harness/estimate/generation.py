@@ -16,8 +16,8 @@ Rows = batch x beams (beam search expands every prompt before the prefill).  Per
                beam search adds log-softmax and its sum in fp32 and keeps the last step's scores.
   temporaries  torch.cat's new tensors beside one layer's old ones (dynamic cache); beam search's reorder
                (index_select of one layer's keys, or keys and values for the dynamic cache).
-  comm         FSDP full shard: the root (embedding, norm, output) and three blocks gathered at a time, as
-               for training's forward (comm.py).
+  comm         FSDP full shard: what is gathered at each moment of a forward (fsdp_comm), as in training's
+               forward (comm.py); every forward, prefill or decode step, gathers every unit again.
   context      the CUDA context on a CUDA target (harness/core/memory.py).
 """
 
@@ -101,19 +101,18 @@ def block_live(g: GenShape, t: int, keys: int) -> float:
 
 
 def quant_matmul(g: GenShape, t: int) -> float:
-    """What a bitsandbytes projection (d in, the MLP width out) allocates while it multiplies.  On the CPU
-    the reference kernels upcast the whole weight: int8 multiplies fp32 copies of the int8 input and weight
-    into an fp32 result cast to int32; nf4 dequantizes the weight to fp32 (and its absmax).  On CUDA, int8
-    quantizes the input and accumulates in int32; nf4 dequantizes the weight to the compute width unless one
-    row multiplies (the gemv kernel)."""
-    weight = g.d * g.fd
-    if g.device == "cpu":
-        if g.quant == "int8":
-            return t * g.d * 5.0 + weight * 4.0 + t * g.fd * 4.0
-        return weight * 4.0 + weight / 64 * 4.0
+    """What a bitsandbytes projection (d in, the MLP width out) allocates while `t` rows multiply (inference,
+    threshold 0).  int8 quantizes the input (int8 and one fp32 scale per row) and accumulates in int32; on the
+    CPU the dequantization then holds the outer product of the scales and the scaled result in fp32 beside
+    it (bitsandbytes' default kernel), on CUDA one kernel writes the output.  nf4 on the CPU multiplies from
+    the packed weights with 8 bytes per input element; on CUDA it dequantizes the whole weight to the compute
+    width unless one row multiplies (the gemv kernel)."""
+    rows_in = t * g.d * 1.0 + t * 4.0
     if g.quant == "int8":
-        return t * g.d * 1.0 + t * 4.0 + t * g.fd * 4.0
-    return weight * g.width if t > 1 else 0.0
+        return rows_in + t * g.fd * (12.0 if g.device == "cpu" else 4.0)
+    if g.device == "cpu":
+        return t * g.d * 8.0
+    return g.d * g.fd * g.width if t > 1 else 0.0
 
 
 def head_live(g: GenShape, t: int) -> float:
@@ -130,8 +129,9 @@ class Placement:
 
     weights: float  # on the device, all the time
     buffers: float  # the rotary table (fp32, prompt + new positions) and the prompt's token ids
-    comm: float  # gathered for compute (FSDP)
     host: float  # in host memory (or on disk)
+    root: float = 0.0  # FSDP: the root unit (embedding, final norm, output) as gathered
+    block: float = 0.0  # FSDP: one block as gathered
 
 
 def placement(cfg: ModelConfig, spec: RunSpec) -> tuple[Placement, int]:
@@ -140,17 +140,20 @@ def placement(cfg: ModelConfig, spec: RunSpec) -> tuple[Placement, int]:
         raise Unsupported(f"spacetime estimate models generation under {', '.join(GENERATION_STRATEGIES)}; "
                           f"not {spec.strategy}")
     w = loaded_weights(cfg, spec)
-    # the rotary table (fp32, a buffer) and the prompt's token ids (int64)
-    rope = (spec.prompt_len + spec.new_tokens) * cfg.head_dim * 4.0 + spec.batch_size * spec.prompt_len * 8.0
+    # the rotary table (fp32, a buffer) and the prompt's token ids (int64): on a CPU a data-parallel rank's
+    # rows are a view of the whole batch's
+    dp = spec.nproc if spec.strategy in ("ddp", "fsdp_full_shard") and spec.device == "cpu" else 1
+    rope = (spec.prompt_len + spec.new_tokens) * cfg.head_dim * 4.0 + spec.batch_size * dp * spec.prompt_len * 8.0
     tp = (spec.tp or spec.nproc) if spec.strategy == "tp" else 1
     if spec.offload != "none":  # one module's weights on the device at a time
         width = compute_width(spec)
         largest = max([cfg.vocab_size * cfg.dim * width] + [i * o * width for i, o in linear_shapes(cfg)])
-        return Placement(largest / tp, rope, 0.0, w.total / tp), tp
+        return Placement(largest / tp, rope, w.total / tp), tp
     if spec.strategy == "fsdp_full_shard" and spec.nproc > 1:
-        root = w.rest
-        return Placement(w.total / spec.nproc, rope, root + 3 * w.block(cfg.n_layers), 0.0), 1
-    return Placement(w.total / tp, rope, 0.0, 0.0), tp
+        norms = 2 * cfg.dim * compute_width(spec)  # each block's two norms: its unit's, not the root's
+        root = w.rest - cfg.n_layers * norms
+        return Placement(w.total / spec.nproc, rope, 0.0, root, w.block(cfg.n_layers) + norms), 1
+    return Placement(w.total / tp, rope, 0.0), tp
 
 
 def prefill_phases(g: GenShape, spec: RunSpec) -> dict[str, dict[str, float]]:
@@ -206,6 +209,32 @@ def decode_phases(g: GenShape, spec: RunSpec) -> dict[str, dict[str, float]]:
     return _with_ids(phases, ids)
 
 
+# the moments inside a block's forward, and those at the output projection (the root gathered)
+IN_BLOCKS = ("prefill blocks", "decode blocks", "cache growth")
+AT_HEAD = ("prefill logits", "decode logits")
+
+
+def fsdp_comm(phases: dict[str, dict[str, float]], where: Placement, g: GenShape, t: int,
+              label: str) -> dict[str, dict[str, float]]:
+    """FSDP full shard's gathered weights at each moment of a forward over `t` tokens, as in training's forward
+    (comm.py): the root and three blocks (the one computing, the next one's all-gather output and its copy into
+    parameters) inside the blocks, the root alone at the output projection, nothing after the forward (every
+    unit resharded).  A forward starts with the root's all-gather output held while the first block's is
+    made (on a CPU gloo gathers each into a buffer of its own size first), beside the embedding's output."""
+    if not where.root:
+        return phases
+    gloo = g.device == "cpu"
+    for name, extra in phases.items():
+        extra["comm"] = (where.root + 3 * where.block if name in IN_BLOCKS else
+                         where.root if name in AT_HEAD else 0.0)
+    if phases:
+        start = {"kv_cache": next(iter(phases.values()))["kv_cache"], "activations": t * g.d * g.width,
+                 "buffers": next(iter(phases.values())).get("buffers", 0.0),
+                 "comm": 2 * where.root + (2 if gloo else 1) * where.block}
+        phases = {f"{label} forward start": start, **phases}
+    return phases
+
+
 @dataclass
 class GenPrediction(PeakFigures):
     """The per-rank breakdown at generation's largest moment, and the peak of each phase."""
@@ -228,9 +257,11 @@ def predict_generation(spec: RunSpec, device: str = "cuda") -> GenPrediction:
     cfg = config_for(spec)
     where, tp = placement(cfg, spec)
     g = GenShape.of(cfg, spec, tp)
-    held = {"weights": where.weights, "buffers": where.buffers, "comm": where.comm}
-    groups = {"load_bytes": {"load": {"comm": -where.comm}}, "prefill_peak_bytes": prefill_phases(g, spec),
-              "decode_peak_bytes": decode_phases(g, spec)}
+    held = {"weights": where.weights, "buffers": where.buffers}
+    groups: dict[str, dict[str, dict[str, float]]] = {
+        "load_bytes": {"load": {}},
+        "prefill_peak_bytes": fsdp_comm(prefill_phases(g, spec), where, g, g.rows * g.prompt, "prefill"),
+        "decode_peak_bytes": fsdp_comm(decode_phases(g, spec), where, g, g.rows, "decode")}
     peaks: dict[str, int] = {}
     best, best_parts = "", {"weights": -1.0}
     for figure, phases in groups.items():

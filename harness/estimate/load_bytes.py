@@ -69,7 +69,7 @@ class LoadedWeights:
         return self.linear + self.rest + self.scales
 
     def block(self, n_layers: int) -> float:
-        """One block's share (its projections, their scales and its two norms)."""
+        """One block's projections and their scales (its norms are part of `rest`)."""
         return (self.linear + self.scales) / n_layers
 
 
