@@ -55,4 +55,6 @@ def _quantized(linear: nn.Linear, spec: RunSpec, device: torch.device) -> nn.Mod
         layer = bnb.nn.Linear4bit(linear.in_features, linear.out_features, bias=False, quant_type="nf4",
                                   compute_dtype=compute, device="meta")
         layer.weight = bnb.nn.Params4bit(linear.weight.data.to("cpu"), requires_grad=False, quant_type="nf4")
+    if linear.bias is not None:  # attention biases (Qwen2) stay as they are, frozen beside the quantized weight
+        layer.bias = nn.Parameter(linear.bias.data.to("cpu"), requires_grad=False)
     return layer.to(device)  # quantizes on the move

@@ -114,3 +114,18 @@ def test_a_tied_output_stays_tied_once_materialized() -> None:
     materialize(model, torch.device("cpu"), seed=0)
     assert model.output.weight is model.tok_embeddings.weight
     assert _count(model) == cfg.param_count()
+
+
+@pytest.mark.parametrize("quant", ["nf4", "int8"])
+def test_a_quantized_base_keeps_its_attention_biases(quant: str) -> None:
+    from harness.core.spec import RunSpec
+    from harness.models.quantize import quantize_and_adapt
+
+    cfg = apply_sets(ZOO["qwen2.5-7b"], SHRINK)
+    spec = RunSpec(model=cfg.name, model_config=cfg.to_json(), quant=quant, lora_rank=8, seq_len=16)
+    model = build_model(cfg, 16)
+    materialize(model, torch.device("cpu"), seed=0)
+    bias = model.layers[0].attention.wq.bias.detach().clone()
+    model = quantize_and_adapt(model, spec, torch.device("cpu"))
+    kept = model.layers[0].attention.wq.base_layer.bias
+    assert torch.equal(kept.detach(), bias) and not kept.requires_grad
