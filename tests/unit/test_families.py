@@ -129,3 +129,18 @@ def test_a_quantized_base_keeps_its_attention_biases(quant: str) -> None:
     model = quantize_and_adapt(model, spec, torch.device("cpu"))
     kept = model.layers[0].attention.wq.base_layer.bias
     assert torch.equal(kept.detach(), bias) and not kept.requires_grad
+
+
+def test_estimate_reports_the_count_of_the_shape_it_read(tmp_path: Path) -> None:
+    """`estimate --json` gives `params`, so a user can check the config.json was read as meant; no torch."""
+    import json
+
+    from tests.unit.test_light_commands import light
+
+    config = CONFIGS / "gemma-2-9b" / "config.json"
+    code, out = light("estimate", "--model-config", str(config), "--json")
+    assert code == 0
+    assert json.loads(out.strip().splitlines()[-1])["params"] == from_hf_config(config).param_count()
+    code, out = light("estimate", "--model-config", str(write_config(tmp_path, {**TINYLLAMA, "model_type": "gpt2"})),
+                      "--json")
+    assert code == 2 and out == ""  # refused before any figure
