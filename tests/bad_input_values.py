@@ -15,7 +15,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from harness.core.knobs import CHECKPOINTING, DTYPES, OPTIMIZERS, QUANT
+from harness.core.knobs import CHECKPOINTING, DTYPES, KV_CACHES, OFFLOADS, OPTIMIZERS, QUANT, WORKLOADS
 from harness.core.limits import LIMITS
 from harness.estimate.fit import GPUS
 from harness.models.hf_config import HF_KEYS
@@ -120,6 +120,10 @@ _FIGURES: list[tuple[str, Values | None]] = [  # every command's: the shape and 
     ("--quant", choices(QUANT)), ("--optimizer", choices(OPTIMIZERS)), ("--grad-accum", ints("grad_accum")),
     ("--set", SETS)]
 _SPEC = [*_FIGURES, *_MEASURE]
+_GENERATE: list[tuple[str, Values | None]] = [  # run and estimate: the generate workload's shape
+    ("--workload", choices(WORKLOADS, "inference")), ("--prompt-len", ints("prompt_len")),
+    ("--new-tokens", ints("new_tokens")), ("--num-beams", ints("num_beams")),
+    ("--kv-cache", choices(KV_CACHES, "paged")), ("--offload", choices(OFFLOADS, "nvme"))]
 _ONE: list[tuple[str, Values | None]] = [
     ("--model", choices(list(ZOO))), ("--strategy", choices(_STRATEGIES)), ("--nproc", ints("nproc")),
     ("--batch-size", ints("batch_size"))]
@@ -132,12 +136,14 @@ _OUTPUT: list[tuple[str, Values | None]] = [("--wide", None), ("--format", choic
 _PROGRESS: list[tuple[str, Values | None]] = [("--progress", choices(["auto", "on", "off"], "yes", "ON")),
                                               ("--no-progress", None)]
 FLAGS: dict[str, list[tuple[str, Values | None]]] = {
-    "run": [*_ONE, *_SPEC, *_OUTPUT, *_PROGRESS, ("--json", None), ("--predict", None), ("--simulate", None)],
+    "run": [*_ONE, *_SPEC, *_GENERATE, *_OUTPUT, *_PROGRESS, ("--json", None), ("--predict", None),
+            ("--simulate", None)],
     "sweep": [*_SPEC, *_OUTPUT, *_PROGRESS, ("--preset", choices(list(PRESETS))), ("--models", names(list(ZOO))),
               ("--strategies", names(_STRATEGIES)), ("--nproc", ints("nproc")),
               ("--global-batch", ints("global_batch")), ("--repeat", ints("repeat")), ("--exact-preset", None),
               ("--fail-on-error", None), ("--predict", None), ("--simulate", None)],
-    "estimate": [*_ONE, *_FIGURES, *_FIT, ("--max-batch", None), ("--inference", None)],
+    "estimate": [*_ONE, *_FIGURES, *_GENERATE, *_FIT, ("--max-batch", None), ("--max-context", None),
+                 ("--inference", None)],
     "simulate": [*_ONE, *_FIGURES, *_FIT, *_PROGRESS],
 }
 FILE_FLAGS = {command: ("--model-config", "--store") if command in ("run", "sweep") else ("--model-config",)
