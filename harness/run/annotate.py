@@ -21,7 +21,9 @@ def annotate(record: Record, predict: bool, simulate: bool) -> Record:
         return record
     if predict:
         record.predicted_peak_bytes = predicted_peak(record)
-    if simulate:
+    if simulate and record.spec.workload == "generate":  # the fake-tensor run is a training step's
+        record.simulate_error = "simulate does not run the generate workload"
+    elif simulate:
         from harness.simulate.separate_process import simulated_peak
 
         current().show("simulate: the same spec under fake tensors, in a process of its own")
@@ -34,6 +36,10 @@ def predicted_peak(record: Record) -> int | None:
     from harness.estimate.predict import predict
     from strategies import get_strategy
 
+    if record.spec.workload == "generate":
+        from harness.estimate.generation import predict_generation
+
+        return predict_generation(record.spec, device=target_device(record)).peak_bytes
     profile = get_strategy(record.spec.strategy).memory_profile(record.spec)
     if profile is None:
         return None

@@ -45,3 +45,16 @@ def test_json_carries_every_generation_field(capsys: pytest.CaptureFixture[str])
                   "decode_s_per_token_p50", "decode_s_per_token_p10", "decode_s_per_token_p90",
                   "tokens_per_s_per_seq"):
         assert row[field] == GEN[field], field
+
+
+def test_run_predict_beside_a_generate_record_is_the_generation_estimate() -> None:
+    from harness.estimate.generation import predict_generation
+    from harness.run.annotate import annotate
+
+    spec = RunSpec(workload="generate", device="cpu", batch_size=2, prompt_len=32, new_tokens=8)
+    record = annotate(Record(spec=spec, status="ok", peak_bytes=1), predict=True, simulate=True)
+    assert record.predicted_peak_bytes == predict_generation(spec, device="cpu").peak_bytes
+    assert record.predicted_peak_bytes != annotate(Record(spec=RunSpec(device="cpu"), status="ok"), True,
+                                                   False).predicted_peak_bytes
+    assert record.simulated_peak_bytes is None
+    assert record.simulate_error == "simulate does not run the generate workload"
