@@ -214,13 +214,14 @@ IN_BLOCKS = ("prefill blocks", "decode blocks", "cache growth")
 AT_HEAD = ("prefill logits", "decode logits")
 
 
-def fsdp_comm(phases: dict[str, dict[str, float]], where: Placement, g: GenShape, t: int,
-              label: str) -> dict[str, dict[str, float]]:
+def fsdp_comm(phases: dict[str, dict[str, float]], where: Placement, g: GenShape, t: int, label: str,
+              cache: float) -> dict[str, dict[str, float]]:
     """FSDP full shard's gathered weights at each moment of a forward over `t` tokens, as in training's forward
     (comm.py): the root and three blocks (the one computing, the next one's all-gather output and its copy into
     parameters) inside the blocks, the root alone at the output projection, nothing after the forward (every
     unit resharded).  A forward starts with the root's all-gather output held while the first block's is
-    made (on a CPU gloo gathers each into a buffer of its own size first), beside the embedding's output."""
+    made (on a CPU gloo gathers each into a buffer of its own size first), beside the embedding's output and
+    the cache as it is before the forward (`cache`)."""
     if not where.root:
         return phases
     gloo = g.device == "cpu"
@@ -228,7 +229,7 @@ def fsdp_comm(phases: dict[str, dict[str, float]], where: Placement, g: GenShape
         extra["comm"] = (where.root + 3 * where.block if name in IN_BLOCKS else
                          where.root if name in AT_HEAD else 0.0)
     if phases:
-        start = {"kv_cache": next(iter(phases.values()))["kv_cache"], "activations": t * g.d * g.width,
+        start = {"kv_cache": cache, "activations": t * g.d * g.width,
                  "buffers": next(iter(phases.values())).get("buffers", 0.0),
                  "comm": 2 * where.root + (2 if gloo else 1) * where.block}
         phases = {f"{label} forward start": start, **phases}
@@ -258,10 +259,13 @@ def predict_generation(spec: RunSpec, device: str = "cuda") -> GenPrediction:
     where, tp = placement(cfg, spec)
     g = GenShape.of(cfg, spec, tp)
     held = {"weights": where.weights, "buffers": where.buffers}
+    static = spec.kv_cache == "static"
     groups: dict[str, dict[str, dict[str, float]]] = {
         "load_bytes": {"load": {}},
-        "prefill_peak_bytes": fsdp_comm(prefill_phases(g, spec), where, g, g.rows * g.prompt, "prefill"),
-        "decode_peak_bytes": fsdp_comm(decode_phases(g, spec), where, g, g.rows, "decode")}
+        "prefill_peak_bytes": fsdp_comm(prefill_phases(g, spec), where, g, g.rows * g.prompt, "prefill",
+                                        kv_cache_bytes(g, "static") if static else 0.0),
+        "decode_peak_bytes": fsdp_comm(decode_phases(g, spec), where, g, g.rows, "decode",
+                                       kv_cache_bytes(g, "static") if static else g.layers * g.layer_kv(g.longest - 1))}
     peaks: dict[str, int] = {}
     best, best_parts = "", {"weights": -1.0}
     for figure, phases in groups.items():
