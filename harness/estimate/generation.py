@@ -14,11 +14,15 @@ Rows = batch x beams (beam search expands every prompt before the prefill).  Per
   logits       the model returns every position's logits: rows x prompt x vocab in the compute width after
                the prefill (gathered whole under tp, beside the rank's shard); rows x vocab per decode step;
                beam search adds log-softmax and its sum in fp32 and keeps the last step's scores.
+               A bitsandbytes projection adds its matmul's own temporaries (quant_matmul).
+  buffers      the rotary table (fp32) and the token ids: the prompt, beam search's sequences.
   temporaries  torch.cat's new tensors beside one layer's old ones (dynamic cache); beam search's reorder
                (index_select of one layer's keys, or keys and values for the dynamic cache).
   comm         FSDP full shard: what is gathered at each moment of a forward (fsdp_comm), as in training's
                forward (comm.py); every forward, prefill or decode step, gathers every unit again.
   context      the CUDA context on a CUDA target (harness/core/memory.py).
+The families' extras are in the weights (biases, q/k norms: outside the quantized projections) but not in the
+live sets; the written-out attention (softcapping, a window shorter than the sequence) is not modelled.
 """
 
 from __future__ import annotations
@@ -139,6 +143,10 @@ def placement(cfg: ModelConfig, spec: RunSpec) -> tuple[Placement, int]:
     if spec.strategy not in GENERATION_STRATEGIES:
         raise Unsupported(f"spacetime estimate models generation under {', '.join(GENERATION_STRATEGIES)}; "
                           f"not {spec.strategy}")
+    window = cfg.sliding_window and cfg.sliding_window < spec.prompt_len + spec.new_tokens
+    if cfg.attn_softcap or window:
+        raise Unsupported(f"spacetime estimate does not model {cfg.name}'s written-out attention (softcapping or a "
+                          "window shorter than the sequence) in generation; measure it with `spacetime run`")
     w = loaded_weights(cfg, spec)
     # the rotary table (fp32, a buffer) and the prompt's token ids (int64): on a CPU a data-parallel rank's
     # rows are a view of the whole batch's
@@ -267,15 +275,15 @@ def predict_generation(spec: RunSpec, device: str = "cuda") -> GenPrediction:
         "decode_peak_bytes": fsdp_comm(decode_phases(g, spec), where, g, g.rows, "decode",
                                        kv_cache_bytes(g, "static") if static else g.layers * g.layer_kv(g.longest - 1))}
     peaks: dict[str, int] = {}
-    best, best_parts = "", {"weights": -1.0}
+    best, best_parts = "", {"weights": -1}
     for figure, phases in groups.items():
         peaks[figure] = 0
         for name, extra in phases.items():
-            parts = {k: held.get(k, 0.0) + extra.get(k, 0.0) for k in GEN_CATEGORIES[:-1]}
+            parts = {k: int(held.get(k, 0.0) + extra.get(k, 0.0)) for k in GEN_CATEGORIES[:-1]}
             total = sum(parts.values())
-            peaks[figure] = max(peaks[figure], int(total))
+            peaks[figure] = max(peaks[figure], total)
             if total > sum(best_parts.values()):
                 best, best_parts = name, parts
     context = CUDA_CONTEXT_BYTES if device == "cuda" else 0
-    breakdown = {k: int(best_parts[k]) for k in GEN_CATEGORIES[:-1]} | {"context": context}
+    breakdown = best_parts | {"context": context}
     return GenPrediction(spec, breakdown, best, int(where.host), peaks, int(kv_cache_bytes(g, spec.kv_cache)))

@@ -183,3 +183,29 @@ def test_quantizer_extra_is_what_bitsandbytes_keeps(quant: str, n_in: int, n_out
         state = w.quant_state
         kept = [state.absmax, state.code, state.offset.reshape(1), state.state2.absmax, state.state2.code]
     assert sum(size(t) for t in kept) == quantizer_extra(n_in, n_out, quant)
+
+
+def test_breakdown_keys_and_phase_figures() -> None:
+    """The JSON breakdown names weights, kv_cache, activations, logits and peak; the peak is the largest of
+    the load, prefill and decode figures."""
+    out = predict_generation(gen("8b", dtype="bf16", batch_size=4, prompt_len=2048, new_tokens=256)).to_json()
+    assert {"weights", "kv_cache", "activations", "logits", "peak"} <= set(out["breakdown"])
+    assert out["peak_bytes"] == out["breakdown"]["peak"]
+    assert out["peak_bytes"] == max(out[k] for k in ("load_bytes", "prefill_peak_bytes", "decode_peak_bytes"))
+
+
+def test_offload_keeps_one_module_on_the_device() -> None:
+    """--offload: the largest single module (8B's embedding or output head) on the device, every weight in
+    host memory."""
+    spec = gen("8b", dtype="bf16", offload="cpu")
+    prediction = predict_generation(spec)
+    assert prediction.breakdown["weights"] == 128256 * 4096 * 2
+    assert prediction.host_bytes == ZOO["8b"].param_count() * 2
+
+
+def test_written_out_attention_is_refused() -> None:
+    """Gemma 2's softcapped attention is not in the generation model: Unsupported, not a wrong figure."""
+    from harness.core.errors import Unsupported
+
+    with pytest.raises(Unsupported, match="written-out attention"):
+        predict_generation(gen("gemma2-9b", dtype="bf16"))
