@@ -58,3 +58,24 @@ def test_run_predict_beside_a_generate_record_is_the_generation_estimate() -> No
                                                    False).predicted_peak_bytes
     assert record.simulated_peak_bytes is None
     assert record.simulate_error == "simulate does not run the generate workload"
+
+
+def test_a_generate_record_takes_the_slowest_rank_and_counts_every_sequence() -> None:
+    from harness.run.generation_records import generation_record
+
+    def rank(i: int, decode: list[float], total: float, peaks: tuple[int, int, int]) -> dict[str, object]:
+        return {"rank": i, "decode_s": decode, "total_s": total, "ttft_s": total - sum(decode),
+                "load_bytes": peaks[0], "prefill_peak_bytes": peaks[1], "decode_peak_bytes": peaks[2],
+                "alloc_peak_bytes": max(peaks), "kv_cache_bytes": 640, "rss_peak_bytes": 10,
+                "reserved_peak_bytes": None, "device_used_bytes": None, "param_bytes": peaks[0]}
+
+    spec = RunSpec(workload="generate", strategy="ddp", nproc=2, batch_size=3, new_tokens=4)
+    result = {"ranks": [rank(1, [0.1, 0.4, 0.2], 1.0, (100, 300, 200)), rank(0, [0.3, 0.2, 0.2], 2.0, (100, 250, 400))],
+              "layout": {"dp_replicate": 1, "dp_shard": 2, "tp": 1}}
+    record = generation_record(spec, result, 5.0, {})
+    assert record.peak_bytes == 400 and record.peak_bytes_per_rank == [400, 300]
+    assert (record.load_bytes, record.prefill_peak_bytes, record.decode_peak_bytes) == (100, 300, 400)
+    assert record.decode_s_per_token_p50 == 0.3 and record.decode_s_per_token_p90 == pytest.approx(0.38)
+    assert record.ttft_s == pytest.approx(1.3)
+    assert record.tokens_per_s_per_seq == 2.0 and record.tokens_per_s == 2.0 * 3 * 2
+    assert record.global_batch == 6
