@@ -18,8 +18,8 @@ Rows = batch x beams (beam search expands every prompt before the prefill).  Per
   buffers      the rotary table (fp32) and the token ids: the prompt, beam search's sequences.
   temporaries  torch.cat's new tensors beside one layer's old ones (dynamic cache); beam search's reorder
                (index_select of one layer's keys, or keys and values for the dynamic cache).
-  comm         FSDP full shard: what is gathered at each moment of a forward (fsdp_comm), as in training's
-               forward (comm.py); every forward, prefill or decode step, gathers every unit again.
+  comm         FSDP full shard: what is gathered at each moment of a forward (fsdp_comm); every forward,
+               prefill or decode step, gathers every unit again.
   context      the CUDA context on a CUDA target (harness/core/memory.py).
 The families' extras are in the weights (biases, q/k norms: outside the quantized projections) but not in the
 live sets; the written-out attention (softcapping, a window shorter than the sequence) is not modelled.
@@ -224,18 +224,19 @@ AT_HEAD = ("prefill logits", "decode logits")
 
 def fsdp_comm(phases: dict[str, dict[str, float]], where: Placement, g: GenShape, t: int, label: str,
               cache: float) -> dict[str, dict[str, float]]:
-    """FSDP full shard's gathered weights at each moment of a forward over `t` tokens, as in training's forward
-    (comm.py): the root and three blocks (the one computing, the next one's all-gather output and its copy into
-    parameters) inside the blocks, the root alone at the output projection, nothing after the forward (every
-    unit resharded).  A forward starts with the root's all-gather output held while the first block's is
-    made (on a CPU gloo gathers each into a buffer of its own size first), beside the embedding's output and
-    the cache as it is before the forward (`cache`)."""
+    """FSDP full shard's gathered weights at each moment of a forward over `t` tokens (no_grad, every unit
+    resharded after its forward): the root and two blocks (the one computing and the next one, prefetched)
+    inside the blocks, the root and the last block at the output projection (that block is resharded after
+    the root's forward), nothing after the forward.  A forward starts with the root's all-gather output held
+    while the first block's is made (on a CPU gloo gathers each into a buffer of its own size first), beside
+    the embedding's output and the cache as it is before the forward (`cache`).  Found against measured runs
+    (benchmarks/results/generation-accuracy-cpu.json)."""
     if not where.root:
         return phases
     gloo = g.device == "cpu"
     for name, extra in phases.items():
-        extra["comm"] = (where.root + 3 * where.block if name in IN_BLOCKS else
-                         where.root if name in AT_HEAD else 0.0)
+        extra["comm"] = (where.root + 2 * where.block if name in IN_BLOCKS else
+                         where.root + where.block if name in AT_HEAD else 0.0)
     if phases:
         start = {"kv_cache": cache, "activations": t * g.d * g.width,
                  "buffers": next(iter(phases.values())).get("buffers", 0.0),
