@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,10 @@ from harness.run.nodes import NODE_RANK_ENV, Rendezvous
 from harness.run.oom_kills import OomKills, after_run, read_oom_kills
 from harness.run.prebuild import prebuild
 from harness.run.processes import (
-    RUN_DIR_PREFIX,
     RUN_ENV,
     Interrupted,
     kill_run,
+    run_dir,
     run_env,
     signals_ignored,
     spawn,
@@ -155,7 +154,7 @@ def launch(spec: RunSpec, rdzv: Rendezvous | None = None) -> Record:
     if built is not None:
         return built
     left = spec.timeout_s - (time.perf_counter() - start)  # what the builds left of the timeout
-    with tempfile.TemporaryDirectory(prefix=RUN_DIR_PREFIX, ignore_cleanup_errors=True) as tmp:
+    with run_dir() as tmp:
         out, log, logs = Path(tmp) / "result.json", Path(tmp) / "output.log", Path(tmp) / "ranks"
         node_rank = rdzv.node_rank if rdzv and spec.nnodes > 1 else 0
         oom = read_oom_kills()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -27,7 +26,7 @@ from harness.core.host import PROJECT_ROOT
 from harness.core.progress import current
 from harness.core.record import INTERRUPTED, Record
 from harness.core.spec import RunSpec
-from harness.run.processes import RUN_DIR_PREFIX, RUN_ENV, Interrupted, kill_run, signals_ignored, spawn, stop_signal
+from harness.run.processes import RUN_ENV, Interrupted, kill_run, run_dir, signals_ignored, spawn, stop_signal
 from harness.run.records import failed_record
 from harness.train.cpu_allocator import LIBRARY_ENV
 from harness.train.ext_builds import LOCK, STATUS_ENV, describe_holders, extensions_env, extensions_root
@@ -61,7 +60,7 @@ def prebuild(spec: RunSpec, limit_s: float) -> Record | None:
     if not needed(spec):
         return None
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix=RUN_DIR_PREFIX, ignore_cleanup_errors=True) as tmp:
+    with run_dir() as tmp:
         status, out, log = Path(tmp) / "status.json", Path(tmp) / "result.json", Path(tmp) / "output.log"
         env = {**os.environ, **extensions_env(), RUN_ENV: uuid.uuid4().hex, STATUS_ENV: str(status)}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)

@@ -27,6 +27,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -191,6 +192,35 @@ def _orphaned(launcher: tuple[int, int] | None, parent: int) -> str | None:
     if launcher is not None and start_time(launcher[0]) != launcher[1]:
         return "launcher"
     return "parent" if os.getppid() != parent else None
+
+
+def run_dir() -> tempfile.TemporaryDirectory[str]:
+    """A run's temporary folder, named for its launcher (`spacetime-run-PID-...`), once the folders of launchers
+    that are gone have been removed: a launcher killed with SIGKILL before any rank (whose watchdog removes
+    the folder) had started leaves its folder behind, and the next run on the host takes it away."""
+    remove_orphaned_run_dirs()
+    return tempfile.TemporaryDirectory(prefix=f"{RUN_DIR_PREFIX}run-{os.getpid()}-", ignore_cleanup_errors=True)
+
+
+def remove_orphaned_run_dirs(where: Path | None = None) -> list[Path]:
+    """Remove the run folders under `where` (the temporary folder) whose launcher is no longer alive."""
+    removed = []
+    for folder in Path(where or tempfile.gettempdir()).glob(f"{RUN_DIR_PREFIX}run-*-*"):
+        pid = folder.name[len(RUN_DIR_PREFIX) + len("run-"):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)) and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)  # another user's stays: not ours to remove
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _remove_run_dir() -> None:

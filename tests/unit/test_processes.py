@@ -155,3 +155,18 @@ def test_kill_run_kills_the_tree_and_every_tagged_process() -> None:
         finally:
             for pid in found:
                 _end(pid, born[pid])
+
+
+def test_a_run_folder_whose_launcher_is_gone_is_removed_by_the_next_run(tmp_path: Path) -> None:
+    from harness.run.processes import RUN_DIR_PREFIX, remove_orphaned_run_dirs
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid no live process has (until it is reused)
+    orphan = tmp_path / f"{RUN_DIR_PREFIX}run-{gone.pid}-ab12"
+    live = tmp_path / f"{RUN_DIR_PREFIX}run-{os.getpid()}-cd34"
+    unsaved = tmp_path / f"{RUN_DIR_PREFIX}unsaved-{gone.pid}"  # records the store refused: never removed
+    for folder in (orphan, live, unsaved):
+        (folder / "ranks").mkdir(parents=True)
+        (folder / "ranks" / "stderr.log").write_text("x")
+    assert remove_orphaned_run_dirs(tmp_path) == [orphan]
+    assert not orphan.exists() and live.is_dir() and unsaved.is_dir()
