@@ -82,6 +82,11 @@ _ACCURACY = tuple({"dtype": d, "activation_checkpointing": c, "lora_rank": r}
 _LORA_RANKS = tuple({"lora_rank": r, "batch_size": b, "dtype": "bf16", "quant": "nf4", "lora_targets": "all-linear"}
                     for b in (2, 4, 8, 12) for r in (2, 4, 8))
 
+# generation's load bytes by dtype and quantization: the rule of thumb (4, 2, 1, 0.5 bytes per parameter) measured
+_INFERENCE = tuple({"workload": "generate", "prompt_len": 16, "new_tokens": 4, "dtype": d, "quant": q}
+                   for d, q in (("fp32", "none"), ("bf16", "none"), ("fp16", "none"), ("fp32", "int8"),
+                                ("fp32", "nf4")))
+
 
 PRESETS: dict[str, Preset] = {
     # every core strategy on `tiny`, 2 ranks: a quick end-to-end check on a laptop CPU
@@ -107,6 +112,9 @@ PRESETS: dict[str, Preset] = {
     # off, full} x {full fine-tuning, LoRA}, on tiny and 125m (run with --predict --simulate)
     "accuracy": Preset(CORE, ("tiny", "125m"), nproc=2, global_batch=4, seq_len=64, warmup=1, steps=1,
                        variants=_ACCURACY),
+    # generation on 1b (8b on CUDA): load, prefill and decode by dtype and quantization, one sequence
+    "inference": Preset(("single",), ("1b",), nproc=1, global_batch=1, seq_len=20, warmup=1, steps=1,
+                        variants=_INFERENCE, cuda_models=("8b",)),
 }
 
 
