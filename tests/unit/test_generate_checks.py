@@ -86,3 +86,14 @@ def test_quantized_generation_needs_no_adapters() -> None:
     with pytest.raises(SpecError, match="--quant"):
         validate(RunSpec(quant="nf4", device="cpu"))  # training a frozen base needs adapters
     assert validate(RunSpec(workload="generate", quant="nf4"), measure=False).quant == "nf4"
+
+
+def test_the_inference_preset_plans_every_dtype_and_quantization_of_generation() -> None:
+    from harness.run.presets import plan
+
+    specs = plan("inference", RunSpec(device="cpu"))
+    assert [(s.dtype, s.quant) for s in specs] == [("fp32", "none"), ("bf16", "none"), ("fp16", "none"),
+                                                   ("fp32", "int8"), ("fp32", "nf4")]
+    for spec in specs:
+        assert (spec.workload, spec.strategy, spec.model, spec.batch_size) == ("generate", "single", "1b", 1)
+        assert validate(spec) == spec
