@@ -16,6 +16,7 @@ import json
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 
 def build(only: str | None) -> None:
     data = json.loads(OUT.read_text()) if OUT.exists() else {"cases": {}}
-    data.update(machine=f"{cpu_model()}, gloo ({platform.machine()})",
+    data.update(machine=f"{cpu_model()}, gloo ({platform.machine()})", date=time.strftime("%Y-%m-%d", time.gmtime()),
                 reference="the record of `spacetime run --workload generate --json`: each figure the largest "
                 "over ranks (CPU counting allocator)")
     import torch
