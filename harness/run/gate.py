@@ -27,6 +27,8 @@ from harness.core.spec import RunSpec
 _NOT_KEY = {"timeout_s", "steps", "warmup", "memory_steps"}
 MEMORY_FIGURES = ("peak_bytes", "reserved_peak_bytes")
 TIME_FIGURES = ("step_s_p50",)
+GENERATE_FIGURES = ("load_bytes", "decode_peak_bytes")  # beside peak_bytes: what loading and decoding keep
+GENERATE_TIME_FIGURES = ("decode_s_per_token_p50",)  # a generate record has no training step
 MEMORY_REL_TOL = 0.01
 MEMORY_ABS_TOL = 256 * 1024
 TIME_REL_FLOOR = 0.10
@@ -101,7 +103,8 @@ def _repeat_spread(values: list[float]) -> float:
 
 def _time(case: str, figure: str, base: list[dict[str, Any]], cand: list[dict[str, Any]],
           floor: float) -> Change:
-    within = [(r["step_s_p90"] - r["step_s_p10"]) / r["step_s_p50"] for r in base + cand if r["step_s_p50"]]
+    p10, p90 = figure.replace("_p50", "_p10"), figure.replace("_p50", "_p90")
+    within = [(r[p90] - r[p10]) / r[figure] for r in base + cand if r[figure]]
     between = [_repeat_spread([r[figure] for r in side]) for side in (base, cand)]
     tol = max(floor, TIME_SPREAD_FACTOR * max(within + between, default=0.0))
     reference = statistics.median(r[figure] for r in base)
@@ -120,12 +123,13 @@ def compare_case(case: str, base: list[dict[str, Any]], cand: list[dict[str, Any
     if not cand_ok:
         return [Change(case, "status", None, None, 0.0, "missing" if not cand else "failed")]
     changes = []
-    for figure in MEMORY_FIGURES:
+    generate = base_ok[0].get("workload") == "generate"
+    for figure in MEMORY_FIGURES + (GENERATE_FIGURES if generate else ()):
         b = [r[figure] for r in base_ok if r.get(figure) is not None]
         c = [r[figure] for r in cand_ok if r.get(figure) is not None]
         if b and c:
             changes.append(_memory(case, figure, b, c))
-    for figure in TIME_FIGURES:
+    for figure in GENERATE_TIME_FIGURES if generate else TIME_FIGURES:
         changes.append(_time(case, figure, base_ok, cand_ok, time_floor))
     return changes
 
