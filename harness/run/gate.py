@@ -130,7 +130,8 @@ def compare_case(case: str, base: list[dict[str, Any]], cand: list[dict[str, Any
         if b and c:
             changes.append(_memory(case, figure, b, c))
     for figure in GENERATE_TIME_FIGURES if generate else TIME_FIGURES:
-        changes.append(_time(case, figure, base_ok, cand_ok, time_floor))
+        if all(r.get(figure) is not None for r in base_ok + cand_ok):  # one new token: no decode step to time
+            changes.append(_time(case, figure, base_ok, cand_ok, time_floor))
     return changes
 
 

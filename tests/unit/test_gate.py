@@ -51,3 +51,7 @@ def test_generate_records_are_gated_on_seconds_per_token_and_load_bytes() -> Non
     assert time.verdict == "same" and time.tolerance == pytest.approx(2 * 0.4)
     heavier = compare_case("g", [_generated(0.1, 0.1, 0.1)], [_generated(0.1, 0.1, 0.1, load=2 * 10**9)])
     assert {c.figure: c.verdict for c in heavier}["load_bytes"] == "regression"
+    one_token = _generated(0.1, 0.1, 0.1) | {"decode_s_per_token_p50": None, "decode_s_per_token_p10": None,
+                                             "decode_s_per_token_p90": None}
+    assert [c.figure for c in compare_case("g", [one_token], [one_token])] == ["peak_bytes", "load_bytes",
+                                                                               "decode_peak_bytes"]
