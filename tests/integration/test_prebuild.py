@@ -116,8 +116,12 @@ def test_a_build_held_up_past_the_timeout_ends_as_a_timeout_naming_it(extensions
 
 
 @needs("deepspeed")
-def test_a_launcher_does_a_strategys_host_work_once(built: Path) -> None:
+def test_a_launcher_does_a_strategys_host_work_once(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A sweep's later DeepSpeed rows skip the build child: the same ops in the same folder are done."""
+    import harness.run.prebuild as prebuild_module
+
     spec = validate(QUICK.with_(strategy="zero3", nproc=2))
+    other = prebuild_module._host_key(spec.with_(strategy="zero2_offload"))  # as if no earlier test had run it
+    monkeypatch.setattr(prebuild_module, "_PREPARED", prebuild_module._PREPARED - {other})
     assert not needed(spec)
     assert needed(spec.with_(strategy="zero2_offload"))  # another op (DeepSpeed's CPU Adam) to build
