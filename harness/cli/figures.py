@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from harness.cli.flags import add_fit_flags, figure_flags, spec_fields
 from harness.cli.generate_estimate import add_generate_estimate_flags, generation_figures
 from harness.cli.progress_flag import add_progress_flags
-from harness.core.errors import SpecError, Unsupported
+from harness.core.errors import NotModelled, SpecError, Unsupported
 from harness.core.spec import RunSpec
 from harness.estimate.assumed import assumed_shape
 from harness.estimate.fit import fits_json, inference_bytes, max_batch, memory_limit, profile_for
@@ -84,6 +84,9 @@ def run_figures(args: argparse.Namespace, compute: Compute, show: Show) -> int:
         figures, out = compute(spec, args)
     except Unsupported as why:
         print(f"spacetime: unsupported: {why}", file=sys.stderr)
+        return 1
+    except NotModelled as why:
+        print(f"spacetime: not modelled: {why}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(out))

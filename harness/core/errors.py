@@ -18,3 +18,8 @@ class SpecError(ValueError):
 
 class Unsupported(Exception):
     """A valid spec this machine or strategy cannot run (recorded with status `unsupported`)."""
+
+
+class NotModelled(Exception):
+    """`estimate` or `simulate` has no rule for this spec (a knob whose effect is not known, e.g. a compiled
+    model's fused kernels): the figure is reported as not modelled, with this reason, never guessed."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.core.errors import NotModelled
 from harness.core.progress import current
 from harness.core.record import FOLLOWER, Record
 
@@ -32,7 +33,15 @@ def annotate(record: Record, predict: bool, simulate: bool) -> Record:
 
 
 def predicted_peak(record: Record) -> int | None:
-    """`estimate`'s allocator peak for the record's spec; None where the strategy has no memory model."""
+    """`estimate`'s allocator peak for the record's spec; None where the strategy has no memory model or
+    a knob is not modelled (harness/core/errors.py: NotModelled)."""
+    try:
+        return _predicted_peak(record)
+    except NotModelled:
+        return None
+
+
+def _predicted_peak(record: Record) -> int | None:
     from harness.estimate.predict import predict
     from strategies import get_strategy
 

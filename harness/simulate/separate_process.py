@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 from harness.core import progress
-from harness.core.errors import Unsupported
+from harness.core.errors import NotModelled, Unsupported
 from harness.core.spec import RunSpec
 from harness.simulate.runner import simulate
 
@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         sim = simulate(RunSpec.from_json(args.spec), args.device)
     except Unsupported as why:
         print(f"unsupported: {why}", file=sys.stderr)
+        return 3
+    except NotModelled as why:
+        print(f"not modelled: {why}", file=sys.stderr)
         return 3
     print(json.dumps(sim.to_json()))
     return 0
