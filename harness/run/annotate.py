@@ -32,12 +32,14 @@ def annotate(record: Record, predict: bool, simulate: bool) -> Record:
     return record
 
 
-def predicted_peak(record: Record) -> int | None:
+def predicted_peak(record: Record, strict: bool = False) -> int | None:
     """`estimate`'s allocator peak for the record's spec; None where the strategy has no memory model or
-    a knob is not modelled (harness/core/errors.py: NotModelled)."""
+    a knob is not modelled (harness/core/errors.py: NotModelled, raised instead when `strict`)."""
     try:
         return _predicted_peak(record)
     except NotModelled:
+        if strict:
+            raise
         return None
 
 
