@@ -45,6 +45,7 @@ class Layout:
     dp_replicate: int = 1
     dp_shard: int = 1
     tp: int = 1
+    pp: int = 1  # pipeline stages' ranks (outermost: ranks pp_rank x dp x tp + dp_rank x tp + tp_rank)
 
     @property
     def dp(self) -> int:
@@ -56,6 +57,7 @@ class Prepared:
     model: nn.Module
     optimizer: torch.optim.Optimizer | None
     step: Callable[[Batch], torch.Tensor]  # forward + backward + optimizer step + zero_grad; returns loss
+    figures: Callable[[], dict[str, Any]] | None = None  # the rank's extra figures after the timed steps
 
 
 class Strategy:
@@ -72,6 +74,7 @@ class Strategy:
     # --workload generate: whether the strategy runs it (`wrap_generate`), and why not where it does not.
     generates: bool = False
     generate_why_not: str = "generation is not implemented for this strategy; use single, ddp, fsdp_full_shard or tp"
+    pipelines: bool = False  # reads --pp, --pp-virtual, --pp-microbatches (refused for any other strategy)
 
     def __init__(self, name: str, description: str = "") -> None:
         self.name = name

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.cli.flags import add_fit_flags, figure_flags, spec_fields
 from harness.cli.generate_estimate import add_generate_estimate_flags, generation_figures
+from harness.cli.pipeline_estimate import is_pipeline, pipeline_figures
 from harness.cli.progress_flag import add_progress_flags
 from harness.core.errors import NotModelled, SpecError, Unsupported
 from harness.core.spec import RunSpec
@@ -21,6 +22,7 @@ from harness.estimate.predict import predict
 from harness.estimate.reasons import reasons
 from harness.report.figures import print_estimate, print_simulation
 from harness.report.generation import print_generation
+from harness.report.pipeline_estimate import print_pipeline_estimate
 from harness.run.validate import validate
 
 if TYPE_CHECKING:
@@ -98,7 +100,16 @@ def run_figures(args: argparse.Namespace, compute: Compute, show: Show) -> int:
 def cmd_estimate(args: argparse.Namespace) -> int:
     if args.workload == "generate":
         return run_figures(args, generation_figures, print_generation)
-    return run_figures(args, estimate_figures, print_estimate)
+    return run_figures(args, _estimate_any, _print_any)
+
+
+def _estimate_any(spec: RunSpec, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """A pipeline's per-stage figures (harness/cli/pipeline_estimate.py), or the one per-rank prediction."""
+    return (pipeline_figures if is_pipeline(spec) else estimate_figures)(spec, args)
+
+
+def _print_any(spec: RunSpec, figures: Any, out: dict[str, Any]) -> None:
+    (print_pipeline_estimate if "stages" in out else print_estimate)(spec, figures, out)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

@@ -99,6 +99,11 @@ def shape_flags(p: argparse.ArgumentParser, sweep: bool, target: bool = False) -
     add("--tp", d.tp, "tensor-parallel degree (0: the strategy's default)", preset=False, type=int_arg)
     add("--dp-replicate", d.dp_replicate, "HSDP replica groups (0: the strategy's default, 2)", preset=False,
         type=int_arg)
+    add("--pp", d.pp, "pipeline ranks (0: the strategy's default)", preset=False, type=int_arg)
+    add("--pp-virtual", d.pp_virtual, "pipeline stages per pipeline rank (0: the strategy's default)",
+        preset=False, type=int_arg)
+    add("--pp-microbatches", d.pp_microbatches, "micro-batches per rank's batch in a pipeline (0: --pp)",
+        preset=False, type=int_arg)
     device = ("the target: auto (the same as cuda) or cpu (no CUDA context; offload moves nothing out)" if target
               else "auto (one GPU per rank if this host has enough, else the CPU), cpu or cuda")
     add("--device", d.device, device, preset=False)

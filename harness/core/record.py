@@ -7,8 +7,9 @@ from typing import Any
 
 from harness.core.spec import RunSpec
 
-SCHEMA_VERSION = 5  # 2: memory knob columns, trainable_params, optimizer_class; 3: nnodes;
-#                    4: predicted_peak_bytes, simulated_peak_bytes, simulate_error; 5: the generate workload
+SCHEMA_VERSION = 6  # 2: memory knob columns, trainable_params, optimizer_class; 3: nnodes;
+#                    4: predicted_peak_bytes, simulated_peak_bytes, simulate_error; 5: the generate workload;
+#                    6: pipelines (mesh_pp, bubble_fraction, bubble_fraction_per_rank, bubble_theory)
 INTERRUPTED = "interrupted"  # stopped by Ctrl-C or SIGTERM while measuring: says nothing of the spec
 STATUSES = ("ok", "oom", "timeout", "error", "unsupported", INTERRUPTED)
 FOLLOWER = "follower"  # a non-zero node of a multi-node run finished its part; never stored
@@ -23,6 +24,7 @@ class Record:
     mesh_dp_replicate: int | None = None  # the layout the strategy resolved (spec's 0 = default)
     mesh_dp_shard: int | None = None
     mesh_tp: int | None = None
+    mesh_pp: int | None = None  # pipeline ranks (each holds its stages' blocks; peak_bytes_per_rank by stage)
     global_batch: int | None = None
     peak_bytes: int | None = None  # max over ranks of the primary figure (CUDA max allocated / CPU allocator)
     peak_bytes_per_rank: list[int] | None = None
@@ -59,6 +61,11 @@ class Record:
     decode_s_per_token_p10: float | None = None
     decode_s_per_token_p90: float | None = None
     tokens_per_s_per_seq: float | None = None  # tokens_per_s is the aggregate over every sequence and rank
+    # pipelines: the share of the schedule's time a rank waits (1 - its compute / schedule time, over the timed
+    # steps), the mean over ranks and each rank's; and the schedule's theoretical (p-1)/(m+p-1) beside it
+    bubble_fraction: float | None = None
+    bubble_fraction_per_rank: list[float] | None = None
+    bubble_theory: float | None = None
     env: dict[str, Any] = field(default_factory=dict)
 
     def to_row(self) -> dict[str, Any]:

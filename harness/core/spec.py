@@ -25,6 +25,9 @@ class RunSpec:
     lr: float = 1e-3
     tp: int = 0  # tensor-parallel degree; 0 = the strategy's default
     dp_replicate: int = 0  # replica groups for hybrid sharding; 0 = the strategy's default
+    pp: int = 0  # pipeline ranks (stages x virtual stages over them); 0 = the strategy's default
+    pp_virtual: int = 0  # pipeline stages per pipeline rank (interleaved schedules); 0 = the strategy's default
+    pp_microbatches: int = 0  # micro-batches each rank's batch is split into; 0 = the strategy's default (pp)
     timeout_s: float = 600.0
     # memory knobs (valid values in harness/core/knobs.py)
     dtype: str = "fp32"  # fp32, bf16 / fp16 (mixed, fp32 masters), bf16-pure

@@ -14,6 +14,7 @@ from harness.report.cases import shape
 from harness.report.columns import MACHINE, Column, Fitted, emit, fields
 from harness.report.console import console
 from harness.report.generation_columns import generation_columns
+from harness.report.pipeline_columns import pipeline_columns
 from harness.run.annotate import ERROR_COLUMNS, relative_error
 
 _STATUS_STYLE = {"ok": "green", "unsupported": "yellow", "interrupted": "yellow"}  # red: the spec failed
@@ -46,6 +47,8 @@ def ranks(row: dict[str, Any]) -> str:
         parts.append(f"dp{replicate}x{shard}")
     if (tp or 1) > 1:
         parts.append(f"tp{tp}")
+    if (row.get("mesh_pp") or 1) > 1:
+        parts.append(f"pp{row['mesh_pp']}")
     return " ".join(parts)
 
 
@@ -77,7 +80,7 @@ def record_columns(rows: list[dict[str, Any]]) -> list[Column]:
         Column("strategy", "strategy", lambda r: str(r["strategy"]), "left"),
         Column("knobs", "knobs", knob_label, "left", wrap=True, fold=True, values=fields(*KNOB_FIELDS)),
         Column("ranks", "ranks", ranks, "left",
-               values=fields("nproc", "world_size", "mesh_dp_replicate", "mesh_dp_shard", "mesh_tp")),
+               values=fields("nproc", "world_size", "mesh_dp_replicate", "mesh_dp_shard", "mesh_tp", "mesh_pp")),
         Column("hosts", "hosts", lambda r: str(r.get("nnodes") or 1), drop=1, fold=True, usual="1",
                values=fields("nnodes")),
         Column("device", "device", lambda r: str(r.get("device")), "left", drop=9, fold=True,
@@ -90,6 +93,7 @@ def record_columns(rows: list[dict[str, Any]]) -> list[Column]:
                values=fields("peak_bytes", "peak_bytes_per_rank")),
         *(_beside(kind) for kind in beside),
         *generation_columns(rows),
+        *pipeline_columns(rows),
         Column("rss_mib", "RSS\nMiB", lambda r: _mib(r.get("rss_peak_bytes")), drop=7,
                values=fields("rss_peak_bytes", "rss_peak_bytes_per_rank")),
         Column("step_s", "s/step\np50 [p10-p90]", _step, drop=6, values=_STEP_FIELDS,

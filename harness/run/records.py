@@ -13,6 +13,7 @@ from harness.core.record import Record
 from harness.core.spec import RunSpec
 from harness.models.zoo import config_for
 from harness.run.generation_records import generation_record
+from harness.run.pipeline_records import pipeline_figures
 from harness.train.measure import device_name, peak_flops, percentile
 from strategies import get_strategy
 
@@ -52,7 +53,7 @@ def from_result(spec: RunSpec, result: dict[str, Any], wall_s: float) -> Record:
         param_digest_per_rank=[r["param_digest"] for r in ranks],
         step_s_p50=p50, step_s_p10=percentile(per_step, 10), step_s_p90=percentile(per_step, 90),
         step_s=per_step, tokens_per_s=tokens_per_s, mfu=mfu, loss=ranks[0]["loss"], wall_s=wall_s,
-        env=environment(result),
+        env=environment(result), **pipeline_figures(ranks, layout),
     )
 
 

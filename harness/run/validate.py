@@ -13,6 +13,7 @@ from harness.models.hf_config import checked
 from harness.models.zoo import ZOO, ModelConfig
 from harness.run.workload_checks import check_generation, check_workload
 from strategies import get_strategy, strategy_names
+from strategies.pipeline_checks import refuse_pipeline_fields
 
 RANKS_PER_CORE = 8  # a measured CPU run: more ranks per core than this measures contention, not the strategy
 
@@ -42,6 +43,8 @@ def validate(spec: RunSpec, measure: bool = True, planned: bool = False) -> RunS
     else:
         spec = replace(spec, device="cuda" if spec.device == "auto" else spec.device)
     strategy = get_strategy(spec.strategy)
+    if not strategy.pipelines:
+        refuse_pipeline_fields(spec, spec.strategy)
     strategy.check(spec)
     strategy.check_knobs(spec)
     check_generation(spec, strategy, measure)

@@ -42,7 +42,7 @@ def global_batch(spec: RunSpec, layout: Layout, step: int) -> torch.Tensor:
 
 def local_batches(spec: RunSpec, layout: Layout, world: World) -> list[Batch]:
     """This rank's rows of every step's global batch (tp ranks of one dp group share rows)."""
-    dp_rank = world.rank // layout.tp
+    dp_rank = (world.rank // layout.tp) % layout.dp  # pipeline ranks (outermost) share rows too
     per_rank = spec.batch_size * spec.grad_accum  # the step splits it into grad_accum micro-batches
     rows = slice(dp_rank * per_rank, (dp_rank + 1) * per_rank)
     out = []
@@ -102,7 +102,7 @@ def run_rank(spec: RunSpec, world: World) -> dict[str, Any]:
             "param_bytes": nbytes, "param_digest": digest,
             "trainable_params": sum(getattr(p, "ds_numel", p.numel())  # ZeRO-3 params are empty between uses
                                     for p in prepared.model.parameters() if p.requires_grad),
-            "optimizer_class": _qualname(prepared.optimizer),
+            "optimizer_class": _qualname(prepared.optimizer), **(prepared.figures() if prepared.figures else {}),
             "loss": float(mean_loss) / world.world_size}
 
 
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             result = {"ranks": ranks, "device_name": device_name(world.device), "backend": world.backend,
                       "torch_version": torch.__version__, "cuda_version": torch.version.cuda,
                       "layout": {"dp_replicate": layout.dp_replicate, "dp_shard": layout.dp_shard,
-                                 "tp": layout.tp}}
+                                 "tp": layout.tp, "pp": layout.pp}}
             with open(args.out, "w") as f:
                 json.dump(result, f)
     finally:

@@ -1,0 +1,108 @@
+"""Pipeline specs: bad input refused before launch (exit 2, one line naming the flag and the valid values), the
+layout and defaults each pipeline strategy resolves, how blocks and stages are cut, and the theoretical bubble."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from harness.core.errors import SpecError, Unsupported
+from harness.core.spec import RunSpec
+from harness.run.validate import validate
+from strategies import get_strategy
+from strategies.pipeline_checks import bubble_theory
+
+Cli = Callable[[list[str]], tuple[int, str]]
+RUN = ["run", "--dry-run", "--model", "tiny", "--device", "cpu"]
+
+
+@pytest.mark.parametrize(("argv", "start", "valid"), [
+    (["--strategy", "pp_gpipe", "--nproc", "4", "--pp", "3"], "--pp: 3 pipeline stages", "1, 2, 4"),
+    (["--strategy", "pp_interleaved", "--nproc", "4", "--pp", "4"], "--pp: tiny has 4 blocks, fewer than 4 "
+     "stages x 2 virtual", "pp x pp_virtual <= 4"),
+    (["--strategy", "pp_gpipe", "--nproc", "2", "--pp-microbatches", "3"], "--pp-microbatches: 3 micro-batches "
+     "do not divide the per-rank batch of 4", "1, 2, 4"),
+    (["--strategy", "pp_1f1b", "--nproc", "4", "--pp-microbatches", "2"], "--pp-microbatches: pp_1f1b needs at "
+     "least as many micro-batches as pipeline ranks (4), got 2", ">= 4"),
+    (["--strategy", "fsdp_full_shard", "--nproc", "2", "--pp", "2"], "--pp: fsdp_full_shard does not pipeline",
+     "0 (or a pp_* / *_pp strategy)"),
+    (["--strategy", "ddp", "--nproc", "2", "--pp-microbatches", "2"], "--pp-microbatches: ddp does not pipeline",
+     ""),
+    (["--strategy", "pp_1f1b", "--nproc", "2", "--pp-virtual", "2"], "--pp-virtual: pp_1f1b runs one stage per "
+     "rank, got 2", "0 or 1"),
+    (["--strategy", "pp_gpipe", "--nproc", "2", "--pp", "-1"], "--pp: must be an integer >= 0", "0..1048576"),
+])
+def test_bad_pipeline_input_is_refused_in_one_line(cli: Cli, argv: list[str], start: str, valid: str) -> None:
+    code, err = cli([*RUN, *argv])
+    lines = err.splitlines()
+    assert (code, len(lines)) == (2, 1), err
+    assert lines[0].startswith("spacetime: error: " + start), lines[0]
+    assert valid in lines[0], lines[0]
+
+
+def test_tied_embeddings_across_stages_are_unsupported() -> None:
+    with pytest.raises(Unsupported, match="ties its output projection"):
+        validate(RunSpec(model="1b", strategy="pp_gpipe", nproc=2, device="cpu"), measure=False)
+
+
+@pytest.mark.parametrize(("name", "nproc", "pp", "dp", "virtual", "micro"), [
+    ("pp_gpipe", 4, 4, 1, 1, 4), ("pp_1f1b", 2, 2, 1, 1, 2), ("pp_interleaved", 2, 2, 1, 2, 2),
+    ("pp_zb", 2, 2, 1, 2, 2), ("fsdp_pp", 4, 2, 2, 1, 2),
+])
+def test_defaults_resolve_a_layout(name: str, nproc: int, pp: int, dp: int, virtual: int, micro: int) -> None:
+    spec = validate(RunSpec(model="tiny", strategy=name, nproc=nproc, device="cpu"))
+    strategy = get_strategy(name)
+    layout = strategy.layout(spec)
+    assert (layout.pp, layout.dp, layout.tp) == (pp, dp, 1)
+    assert (strategy.virtual(spec), strategy.microbatches(spec)) == (virtual, micro)  # type: ignore[attr-defined]
+    assert strategy.pipelines
+
+
+def test_pp_below_the_world_replicates_stages() -> None:
+    spec = validate(RunSpec(model="tiny", strategy="pp_gpipe", nproc=4, pp=2, device="cpu"))
+    layout = get_strategy("pp_gpipe").layout(spec)
+    assert (layout.pp, layout.dp_shard) == (2, 2)
+
+
+def test_every_pipeline_knob_outside_the_applied_ones_is_unsupported() -> None:
+    with pytest.raises(Unsupported, match="--pp-microbatches"):
+        validate(RunSpec(model="tiny", strategy="pp_1f1b", nproc=2, grad_accum=2, device="cpu"))
+    with pytest.raises(SpecError):
+        validate(RunSpec(model="tiny", strategy="pp_gpipe", nproc=2, batch_size=3, device="cpu"))
+
+
+def test_blocks_are_cut_evenly_earlier_stages_taking_the_remainder() -> None:
+    from harness.models.pipeline_split import stage_blocks, stages_of_rank
+
+    assert stage_blocks(4, 4) == [range(0, 1), range(1, 2), range(2, 3), range(3, 4)]
+    assert stage_blocks(7, 3) == [range(0, 3), range(3, 5), range(5, 7)]
+    assert stages_of_rank(1, 2, 2) == [1, 3]
+    assert stages_of_rank(0, 2, 2, "v") == [0, 3]
+
+
+def test_stages_keep_canonical_names_and_together_hold_the_model() -> None:
+    from harness.models.llama import build_model
+    from harness.models.zoo import get_config
+    from harness.train.pipeline_stages import split_model
+
+    names: list[str] = []
+    for rank in range(2):
+        for index, stage in split_model(build_model(get_config("tiny"), 32), 2, 2, rank):
+            own = [n for n, _ in stage.named_parameters()]
+            assert (any(n.startswith("tok_embeddings") for n in own), any(n.startswith("output") for n in own)) \
+                == (index == 0, index == 3)
+            names += own
+    whole = [n for n, _ in build_model(get_config("tiny"), 32).named_parameters()]
+    assert sorted(names) == sorted(whole)
+
+
+@pytest.mark.parametrize(("schedule", "pp", "virtual", "micro", "expected"), [
+    ("gpipe", 4, 1, 4, 3 / 7), ("1f1b", 4, 1, 16, 3 / 19), ("interleaved", 4, 2, 4, 3 / 11), ("gpipe", 1, 1, 4, 0.0),
+])
+def test_bubble_theory(schedule: str, pp: int, virtual: int, micro: int, expected: float) -> None:
+    assert bubble_theory(schedule, pp, virtual, micro) == pytest.approx(expected)
+
+
+def test_zero_bubble_has_no_closed_form() -> None:
+    assert bubble_theory("zb", 4, 2, 8) is None
