@@ -11,6 +11,7 @@ from typing import Any
 from harness.core.units import MIB
 from harness.report.accuracy_plot import has_figures, plot_accuracy
 from harness.report.cases import by_model, knobs_but_dtype, shape
+from harness.report.generation_plot import NAME, generated, plot_generation
 from harness.report.plots import plot_rank_memory, plot_tradeoff
 
 _COLUMNS = [("strategy", "strategy"), ("global batch x seq", "shape"), ("dtype", "dtype"), ("knobs", "knobs"),
@@ -76,9 +77,12 @@ def write_html(rows: list[dict[str, Any]], out: Path, images: list[Path]) -> Pat
 
 
 def write_report(rows: list[dict[str, Any]], out: Path) -> list[Path]:
-    """tradeoff.png, rank_memory.png and index.html in `out`; returns their paths."""
+    """tradeoff.png, rank_memory.png (accuracy.png, generation.png where rows have them) and index.html in
+    `out`; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     images = [plot_tradeoff(rows, out / "tradeoff.png"), plot_rank_memory(rows, out / "rank_memory.png")]
     if has_figures(rows):
         images.append(plot_accuracy(rows, out / "accuracy.png"))
+    if generated(rows):  # generate records: memory against tokens/s per strategy or offload mode
+        images.append(plot_generation(rows, out / NAME))
     return [*images, write_html(rows, out, images)]

@@ -5,6 +5,7 @@
   smaller and faster), joined by a dashed line; runs of different shapes are never compared.  Points on their
   front are filled, the others hollow; the legend names every marker and line.  Labels do not overlap;
 - rank_memory.png: every rank's peak memory per case (shape in the label), so uneven sharding shows.
+Both plot training records; generate records have their own plot (generation_plot.py).
 (accuracy.png, predicted and simulated peaks against measured ones, is accuracy_plot.py's.)"""
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def _measured(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in rows if r["status"] == "ok" and r.get("peak_bytes") and r.get("tokens_per_s")]
+    return [r for r in rows if r["status"] == "ok" and r.get("peak_bytes") and r.get("tokens_per_s")
+            and r.get("workload") != "generate"]  # generate records: generation_plot.py
 
 
 def _pyplot() -> Any:
