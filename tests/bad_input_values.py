@@ -138,7 +138,8 @@ _PROGRESS: list[tuple[str, Values | None]] = [("--progress", choices(["auto", "o
 FLAGS: dict[str, list[tuple[str, Values | None]]] = {
     "run": [*_ONE, *_SPEC, *_GENERATE, *_OUTPUT, *_PROGRESS, ("--json", None), ("--predict", None),
             ("--simulate", None)],
-    "sweep": [*_SPEC, *_OUTPUT, *_PROGRESS, ("--preset", choices(list(PRESETS))), ("--models", names(list(ZOO))),
+    "sweep": [*_SPEC, *_GENERATE, *_OUTPUT, *_PROGRESS, ("--preset", choices(list(PRESETS))),
+              ("--models", names(list(ZOO))),
               ("--strategies", names(_STRATEGIES)), ("--nproc", ints("nproc")),
               ("--global-batch", ints("global_batch")), ("--repeat", ints("repeat")), ("--exact-preset", None),
               ("--fail-on-error", None), ("--predict", None), ("--simulate", None)],

@@ -31,8 +31,8 @@ def add_parsers(sub: Any) -> None:
                      "config (DeepSpeed's JSON) without launching; --device cuda is checked for a host with "
                      "the GPUs it needs")
     sweep = sub.add_parser("sweep", help="measure a preset matrix of specs")
-    sweep.add_argument("--preset", default="smoke", help="smoke, strategies, memory, gpu, levers, lora-ranks "
-                       "or accuracy (harness/run/presets.py)")
+    sweep.add_argument("--preset", default="smoke", help="smoke, strategies, memory, gpu, levers, lora-ranks, "
+                       "accuracy, inference, kv-cache or offload (harness/run/presets.py)")
     sweep.add_argument("--models", help="comma-separated zoo names (replace the preset's)")
     sweep.add_argument("--strategies", help="comma-separated strategy names (replace the preset's)")
     sweep.add_argument("--nproc", type=int_arg, default=None, help=f"{NPROC_HELP}, for every strategy but single "
@@ -50,6 +50,7 @@ def add_parsers(sub: Any) -> None:
     add_output_flags(sweep)
     add_progress_flags(sweep)
     spec_flags(sweep, sweep=True)
+    generate_flags(sweep, sweep=True)
 
 
 def _add_side_by_side_flags(parser: argparse.ArgumentParser) -> None:

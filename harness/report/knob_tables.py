@@ -8,6 +8,7 @@ from typing import Any
 from harness.core.knobs import knob_label
 from harness.core.units import MIB
 from harness.report.columns import Column, Fitted
+from harness.report.generation_tables import GENERATION_TABLES
 
 
 def _delta(now: float | None, before: float | None) -> str:
@@ -73,4 +74,4 @@ def lora_ranks_table(rows: list[dict[str, Any]], title: str | None = None, wide:
     return Fitted(columns, grid, title or f"peak MiB, {model}", wide)
 
 
-TABLES = {"levers": levers_table, "lora-ranks": lora_ranks_table}
+TABLES = {"levers": levers_table, "lora-ranks": lora_ranks_table, **GENERATION_TABLES}

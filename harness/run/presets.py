@@ -10,6 +10,7 @@ from harness.core.errors import SpecError
 from harness.core.limits import LIMITS, check_int, check_spec_limits
 from harness.core.spec import RunSpec
 from harness.models.zoo import ZOO
+from harness.run.generation_variants import KV_CACHE_GRID, OFFLOAD_MODES
 from strategies import get_strategy, strategy_names
 
 CORE = ("single", "ddp", "fsdp_full_shard", "fsdp_shard_grad_op", "fsdp_hybrid_shard", "fsdp_offload", "tp",
@@ -114,7 +115,13 @@ PRESETS: dict[str, Preset] = {
                        variants=_ACCURACY),
     # generation on 1b (8b on CUDA): load, prefill and decode by dtype and quantization, one sequence
     "inference": Preset(("single",), ("1b",), nproc=1, global_batch=1, seq_len=20, warmup=1, steps=1,
-                        variants=_INFERENCE, cuda_models=("8b",)),
+                        variants=_INFERENCE, cuda_models=("8b",), table="inference"),
+    # generation's KV cache by batch (down) and context (across) on tiny, fp32: where it overtakes the weights
+    "kv-cache": Preset(("single",), ("tiny",), nproc=1, global_batch=1, seq_len=1024, warmup=1, steps=1,
+                       variants=KV_CACHE_GRID, table="kv-cache"),
+    # generation on 125m with the weights offloaded nowhere, to host memory and to disk, each against none
+    "offload": Preset(("single",), ("125m",), nproc=1, global_batch=1, seq_len=80, warmup=1, steps=1,
+                      variants=OFFLOAD_MODES, table="offload"),
 }
 
 
