@@ -34,6 +34,7 @@ backward.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from harness.core.knobs import lora_modules
@@ -180,9 +181,12 @@ def saved_in_block(s: Shapes, spec: RunSpec | None = None, layer: int = 0) -> fl
             + lora + extra_norms(s, "norm" in trains))
 
 
-def block_saved_bytes(s: Shapes, spec: RunSpec) -> BlockBytes:
+def block_saved_bytes(s: Shapes, spec: RunSpec,
+                      rule: Callable[[Shapes, RunSpec, int], float] | None = None) -> BlockBytes:
+    """Every block's saved tensors, checkpointing applied; `rule` counts one block (quant_activations.py's
+    for quantized bases), saved_in_block by default."""
     kinds = s.attention or ("causal",) * s.layers  # blocks differ only in how they attend
-    cost = {kind: saved_in_block(s, spec, kinds.index(kind)) for kind in set(kinds)}
+    cost = {kind: (rule or saved_in_block)(s, spec, kinds.index(kind)) for kind in set(kinds)}
     per = [cost[kind] for kind in kinds]
     if spec.activation_checkpointing == "off":
         return BlockBytes(sum(per), 0.0, per[0])
