@@ -37,7 +37,8 @@ BUILTINS: dict[str, str] = {  # canonical order: listings, `--preset strategies`
     **{name: "strategies.fsdp1" for name in _FSDP1},
     **{name: "strategies.deepspeed" for name in _ZERO},
     "accelerate_ddp": "strategies.accelerate", "accelerate_fsdp": "strategies.accelerate",
-    **{name: "strategies.pipeline" for name in ("pp_gpipe", "pp_1f1b", "pp_interleaved", "pp_zb", "fsdp_pp")},
+    **{name: "strategies.pipeline" for name in ("pp_gpipe", "pp_1f1b", "pp_interleaved", "pp_zb", "fsdp_pp",
+                                                "fsdp_tp_pp")},
 }
 _REGISTRY: dict[str, Strategy] = {}
 

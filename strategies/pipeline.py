@@ -8,8 +8,11 @@ the other nproc / pp ranks.
 
 from __future__ import annotations
 
+from math import isqrt
 from typing import TYPE_CHECKING, Any
 
+from harness.core.errors import SpecError
+from harness.models.zoo import config_for
 from strategies import register
 from strategies.base import Layout, Prepared, Strategy
 from strategies.pipeline_checks import PipelinePlan, bubble_theory, check_pipeline
@@ -39,22 +42,39 @@ _NOT_PIPELINED = {
           schedule="zb")
 @register("fsdp_pp", "pipeline 1F1B over --pp ranks, FSDP2 within each stage over nproc / pp ranks",
           schedule="1f1b", fsdp=True)
+@register("fsdp_tp_pp", "3D: pipeline 1F1B over --pp, tensor parallel within --tp ranks, FSDP2 over the rest",
+          schedule="1f1b", fsdp=True, tp=True)
 class Pipeline(Strategy):
     knobs = frozenset({"optimizer", "dtype", "activation_checkpointing"})
     why_not = _NOT_PIPELINED
-    simulate_why_not = None
+    # measured with torch 2.13: the fake process group takes the sends and receives but carries no values
+    simulate_why_not = ("torch's fake process group accepts the pipeline's point-to-point sends and receives but "
+                        "carries no values, and the schedule's warm-up reads one it received (`.item()` in "
+                        "_warmup_p2p raises DataDependentOutputException under fake tensors); one simulated rank "
+                        "cannot run the other stages' forward either.  Use `estimate` (per stage) or `run`")
     pipelines = True
 
-    def __init__(self, name: str, description: str = "", schedule: str = "gpipe", fsdp: bool = False) -> None:
+    def __init__(self, name: str, description: str = "", schedule: str = "gpipe", fsdp: bool = False,
+                 tp: bool = False) -> None:
         super().__init__(name, description)
-        self.schedule, self.fsdp = schedule, fsdp
-        self.shards = "blocks by stage (pipeline)" + ("; params, grads, optimizer state within a stage (FSDP2)"
-                                                      if fsdp else "")
+        self.schedule, self.fsdp, self.tp = schedule, fsdp, tp
+        self.shards = "blocks by stage (pipeline)" + ("; weight matrices by heads/hidden (TP)" if tp else "") + (
+            "; params, grads, optimizer state within a stage (FSDP2)" if fsdp else "")
 
     def degree(self, spec: RunSpec) -> int:
+        """--pp, else 2 for the FSDP combinations, else the most ranks (dividing the world) whose stages x
+        virtual stages the model's blocks can fill."""
         if spec.pp:
             return spec.pp
-        return max(spec.nproc // 2, 1) if self.fsdp else spec.nproc
+        if self.fsdp:
+            return 2 if spec.nproc % 2 == 0 else spec.nproc
+        n, small = spec.nproc, range(1, isqrt(spec.nproc) + 1)
+        fits = [p for d in small if n % d == 0 for p in (d, n // d)
+                if p * self.virtual(spec) <= config_for(spec).n_layers]
+        return max(fits, default=n)
+
+    def tp_degree(self, spec: RunSpec) -> int:
+        return (spec.tp or 2) if self.tp else 1
 
     def virtual(self, spec: RunSpec) -> int:
         return spec.pp_virtual or (2 if self.schedule in ("interleaved", "zb", "zbv") else 1)
@@ -63,12 +83,19 @@ class Pipeline(Strategy):
         return spec.pp_microbatches or self.degree(spec)
 
     def layout(self, spec: RunSpec) -> Layout:
-        pp = self.degree(spec)
-        return Layout(dp_shard=max(spec.nproc // pp, 1), pp=pp)
+        pp, tp = self.degree(spec), self.tp_degree(spec)
+        return Layout(dp_shard=max(spec.nproc // pp // tp, 1), tp=tp, pp=pp)
 
     def check(self, spec: RunSpec) -> None:
+        if spec.tp and not self.tp:
+            raise SpecError("tp", f"{self.name} has no tensor parallelism", "0 (or fsdp_tp_pp)")
+        tp = self.tp_degree(spec)
         check_pipeline(spec, self.name, self.schedule, self.degree(spec), self.virtual(spec),
-                       self.microbatches(spec), 1)
+                       self.microbatches(spec), tp)
+        cfg = config_for(spec)
+        if cfg.n_heads % tp or cfg.n_kv_heads % tp:
+            raise SpecError("tp", f"tp degree {tp} does not divide {spec.model}'s {cfg.n_heads} heads and "
+                            f"{cfg.n_kv_heads} kv heads", "a common divisor of both")
 
     def plan(self, spec: RunSpec) -> PipelinePlan:
         layout = self.layout(spec)
@@ -89,23 +116,26 @@ class Pipeline(Strategy):
         from strategies.fsdp import mixed_precision
 
         layout, virtual = self.layout(spec), self.virtual(spec)
-        mesh = world.mesh((layout.pp, layout.dp_shard), ("pp", "dp"))
+        dp = "dp_shard" if self.fsdp else "dp"
+        mesh = world.mesh((layout.pp, layout.dp_shard, layout.tp), ("pp", dp, "tp"))
         pp_group = mesh.get_group("pp")
         autocast = None if self.fsdp else AUTOCAST.get(spec.dtype)
         modules = split_model(model, layout.pp, virtual, mesh.get_local_rank("pp"), SCHEDULES[self.schedule][1],
                               autocast)
         stages = []
         for index, module in modules:
+            if self.tp:
+                parallelize_stage(module, mesh["tp"])
             checkpoint_blocks(module, spec)
             if self.fsdp:
-                shard_stage(module, mesh["dp"], {"reshard_after_forward": False, **mixed_precision(spec)})
+                shard_stage(module, mesh[dp], {"reshard_after_forward": False, **mixed_precision(spec)})
             materialize(module, world.device, spec.seed)
             stages.append(PipelineStage(module, index, layout.pp * virtual, world.device, group=pp_group))
         holder: Any = _Stages([m for _, m in modules])
         optimizer = make_optimizer(holder.parameters())
         clock = StageClock(world.device)
         schedule = build_schedule(self.schedule, stages, self.microbatches(spec), clock)
-        replicas = None if self.fsdp else (mesh.get_group("dp"), layout.dp_shard)
+        replicas = None if self.fsdp else (mesh.get_group(dp), layout.dp_shard)
         step = make_pipeline_step(schedule, stages, optimizer, clock, pp_group, replicas)
         theory = self.bubble_theory(spec)
 
@@ -114,6 +144,25 @@ class Pipeline(Strategy):
                     "pp_stages": [index for index, _ in modules]}
 
         return Prepared(holder, optimizer, step, figures)
+
+
+def parallelize_stage(stage: Any, tp_mesh: Any) -> None:
+    """Megatron TP inside a stage: its blocks by strategies/tp_plans.py's block plan, the embedding row-wise and
+    the output projection column-wise with replicated outputs, so what a stage sends on is a plain tensor."""
+    from torch.distributed.tensor import Replicate
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+    from strategies.tp_plans import block_plan
+
+    root: dict[str, Any] = {}
+    if stage.tok_embeddings is not None:
+        root["tok_embeddings"] = RowwiseParallel(input_layouts=Replicate(), output_layouts=Replicate())
+    if stage.output is not None:
+        root["output"] = ColwiseParallel(output_layouts=Replicate())
+    if root:
+        parallelize_module(stage, tp_mesh, root)
+    for block in stage.layers.values():
+        parallelize_module(block, tp_mesh, block_plan(block, sequence_parallel=False))
 
 
 def _Stages(modules: list[Any]) -> Any:

@@ -42,6 +42,8 @@ def check_pipeline(spec: RunSpec, name: str, schedule: str, pp: int, virtual: in
                    ranks_per_stage: int) -> None:
     """The mesh, the model's blocks and the micro-batches a pipeline of `pp` ranks x `virtual` stages needs;
     `ranks_per_stage`: the ranks each pipeline rank's place takes across the other mesh dimensions."""
+    if spec.nproc % ranks_per_stage:
+        raise SpecError("tp", f"{ranks_per_stage} does not divide {spec.nproc} ranks", _divisors(spec.nproc))
     if pp < 1 or spec.nproc % (pp * ranks_per_stage):
         raise SpecError("pp", f"{pp} pipeline stages x {ranks_per_stage} rank(s) each do not divide "
                         f"{spec.nproc} ranks", _divisors(spec.nproc // ranks_per_stage or 1))

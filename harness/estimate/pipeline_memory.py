@@ -1,16 +1,15 @@
 """Per-stage memory of a pipeline (`spacetime estimate` of pp_* and *_pp strategies).
 
 Each pipeline rank holds its stages' blocks (the first stage the embedding, the last the final norm, the output
-projection and the loss) and, at its peak, the activations of the micro-batches it has run forward and not yet
-backward.  How many depends on the schedule:
+projection and the loss) and, at its first backward, its gradients beside the activations of the micro-batches
+it has run forward and not yet backward.  How many depends on the schedule:
   GPipe        every micro-batch: M (all forwards run before any backward);
   1F1B         at most p - i on pipeline rank i (its warm-up forwards, then one in, one out);
   interleaved  (v - 1) p + 2 (p - i - 1) + 1 chunks of one virtual stage each, at most v M (Megatron's warm-up);
 between GPipe (v M chunks) and 1F1B.  A micro-batch's activations are those of `single` at batch_size / M.
 Model state (fp32 masters, gradients, AdamW's moments) is the stage's share, divided over the ranks that shard
-it (FSDP2 within a stage); without sharding, stage replicas hold it whole.  GPipe frees every gradient before
-the next step's forward, so its forward peak holds none; 1F1B's steady state runs backward while forwards are
-in flight, so its gradients are held beside them.
+it (FSDP2 within a stage); without sharding, stage replicas hold it whole.  A stage's first backward makes
+all its gradients while every micro-batch in flight is still held (GPipe: all of them; 1F1B: its warm-up's).
 """
 
 from __future__ import annotations
@@ -111,10 +110,10 @@ def predict_stages(spec: RunSpec, plan: PipelinePlan) -> list[StageMemory]:
         grads = params * width
         optim = params * OPTIMIZER_STATE.get(spec.optimizer, 8.0) * width / 4.0
         held = {"params": params * master, "optimizer": optim}
-        forward = {"grads": 0.0 if schedule == "gpipe" else grads, "activations": acts, "temporaries": head}
+        forward = {"grads": grads, "activations": acts, "temporaries": head}
         step = {"grads": grads, "activations": 0.0,
                 "temporaries": _optimizer_temporaries(cfg, spec, params, total - 1 in mine or 0 in mine, tp)}
-        phases = {"steady state" if schedule != "gpipe" else "forward end": forward, "optimizer step": step}
+        phases = {"first backward": forward, "optimizer step": step}
         breakdown, phase = largest_phase(held, phases, spec.device)
         out.append(StageMemory(rank, tuple(mine), tuple(i for s in mine for i in blocks[s]), flight, phase,
                                breakdown))

@@ -112,7 +112,8 @@ def make_pipeline_step(schedule: Any, stages: list[Any], optimizer: torch.optim.
         losses: list[torch.Tensor] = []
         args = (inputs,) if first else ()
         with clock.step():
-            schedule.step(*args, target=targets if last else None, losses=losses if last else None)
+            schedule.step(*args, target=targets if last else None, losses=losses if last else None,
+                          return_outputs=False)  # the last stage would keep every micro-batch's logits
         if replicas is not None:
             reduce_gradients(params, *replicas)
         optimizer.step()

@@ -21,6 +21,7 @@ CASES = {
     "pp_interleaved": {"nproc": 4, "pp": 2, "batch_size": 4, "pp_microbatches": 2},  # 2 x 2 stages, 2 replicas
     "pp_zb": {"nproc": 2, "batch_size": 8, "pp_microbatches": 4},  # 2 x 2 stages
     "fsdp_pp": {"nproc": 4, "pp": 2, "batch_size": 4, "pp_microbatches": 2},  # 2 stages, each sharded over 2
+    "fsdp_tp_pp": {"nproc": 4, "batch_size": 8, "pp_microbatches": 4},  # 2 stages, tensor parallel over 2
 }
 
 

@@ -32,6 +32,14 @@ RUN = ["run", "--dry-run", "--model", "tiny", "--device", "cpu"]
     (["--strategy", "pp_1f1b", "--nproc", "2", "--pp-virtual", "2"], "--pp-virtual: pp_1f1b runs one stage per "
      "rank, got 2", "0 or 1"),
     (["--strategy", "pp_gpipe", "--nproc", "2", "--pp", "-1"], "--pp: must be an integer >= 0", "0..1048576"),
+    (["--strategy", "pp_gpipe", "--nproc", "2", "--tp", "2"], "--tp: pp_gpipe has no tensor parallelism",
+     "0 (or fsdp_tp_pp)"),
+    (["--strategy", "fsdp_tp_pp", "--nproc", "8", "--pp", "2", "--tp", "3"], "--tp: 3 does not divide 8 ranks",
+     "1, 2, 4, 8"),
+    (["--strategy", "fsdp_tp_pp", "--nproc", "8", "--pp", "3", "--tp", "2"], "--pp: 3 pipeline stages x 2 rank(s) "
+     "each do not divide 8 ranks", "1, 2, 4"),
+    (["--strategy", "fsdp_tp_pp", "--nproc", "6", "--pp", "2", "--tp", "3"], "--tp: tp degree 3 does not divide "
+     "tiny's 8 heads and 4 kv heads", ""),
 ])
 def test_bad_pipeline_input_is_refused_in_one_line(cli: Cli, argv: list[str], start: str, valid: str) -> None:
     code, err = cli([*RUN, *argv])
@@ -48,15 +56,23 @@ def test_tied_embeddings_across_stages_are_unsupported() -> None:
 
 @pytest.mark.parametrize(("name", "nproc", "pp", "dp", "virtual", "micro"), [
     ("pp_gpipe", 4, 4, 1, 1, 4), ("pp_1f1b", 2, 2, 1, 1, 2), ("pp_interleaved", 2, 2, 1, 2, 2),
-    ("pp_zb", 2, 2, 1, 2, 2), ("fsdp_pp", 4, 2, 2, 1, 2),
+    ("pp_zb", 2, 2, 1, 2, 2), ("fsdp_pp", 4, 2, 2, 1, 2), ("fsdp_tp_pp", 4, 2, 1, 1, 2),
 ])
 def test_defaults_resolve_a_layout(name: str, nproc: int, pp: int, dp: int, virtual: int, micro: int) -> None:
     spec = validate(RunSpec(model="tiny", strategy=name, nproc=nproc, device="cpu"))
     strategy = get_strategy(name)
     layout = strategy.layout(spec)
-    assert (layout.pp, layout.dp, layout.tp) == (pp, dp, 1)
+    assert (layout.pp, layout.dp, layout.tp) == (pp, dp, 2 if name == "fsdp_tp_pp" else 1)
     assert (strategy.virtual(spec), strategy.microbatches(spec)) == (virtual, micro)  # type: ignore[attr-defined]
     assert strategy.pipelines
+
+
+def test_the_default_pipeline_fits_the_models_blocks() -> None:
+    """tiny's 4 blocks take 4 stages of one block, or 2 ranks x 2 virtual stages on 4 ranks."""
+    spec = validate(RunSpec(model="tiny", strategy="pp_interleaved", nproc=4, device="cpu"))
+    assert get_strategy("pp_interleaved").layout(spec).pp == 2
+    spec = validate(RunSpec(model="tiny", strategy="pp_gpipe", nproc=8, device="cpu"))
+    assert get_strategy("pp_gpipe").layout(spec).pp == 4
 
 
 def test_pp_below_the_world_replicates_stages() -> None:
@@ -106,3 +122,9 @@ def test_bubble_theory(schedule: str, pp: int, virtual: int, micro: int, expecte
 
 def test_zero_bubble_has_no_closed_form() -> None:
     assert bubble_theory("zb", 4, 2, 8) is None
+
+
+def test_simulate_says_why_it_cannot_run_a_pipeline(cli: Cli) -> None:
+    code, err = cli(["simulate", "--model", "tiny", "--strategy", "pp_1f1b", "--nproc", "2", "--device", "cpu"])
+    assert code == 1
+    assert "cannot simulate pp_1f1b" in err and "fake process group" in err and "DataDependentOutputException" in err
