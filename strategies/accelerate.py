@@ -30,6 +30,8 @@ ACCELERATE_LIMITS = {
              "random-weight models do not take; use single, ddp",
     "dtype=bf16-pure": "accelerate's mixed_precision autocasts fp32 parameters; pure bf16 is not one of its modes",
     "optimizer=adafactor": "under FSDP the optimizer gets flat 1-D shards, which Adafactor factors wrongly",
+    "compile": ("not applied: accelerate compiles through its own dynamo plugin, not wired in here; use ddp or "
+                "fsdp_full_shard"),
 }
 _PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
@@ -43,7 +45,7 @@ def _wrapper_names(fsdp: bool) -> tuple[str, ...]:
 @register("accelerate_fsdp", "accelerate's Accelerator with FullyShardedDataParallelPlugin (full shard, one "
           "unit per transformer block)", fsdp=True)
 class Accelerate(Strategy):
-    knobs = ALL_KNOBS - {"quant"}
+    knobs = ALL_KNOBS - {"quant", "compile"}
     why_not = ACCELERATE_LIMITS
     simulate_why_not = ("Accelerator.prepare moves the model to its device itself, which fails on a model that "
                         "holds fake tensors; simulate ddp or fsdp_full_shard, which it wraps")

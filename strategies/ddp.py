@@ -30,6 +30,7 @@ class DDP(Strategy):
         from torch.nn.parallel import DistributedDataParallel
 
         from harness.models.checkpointing import apply_checkpointing
+        from harness.models.compile import apply_compile
         from harness.models.lora import add_adapters
         from harness.models.materialize import materialize
         from harness.models.quantize import quantize_and_adapt
@@ -39,6 +40,7 @@ class DDP(Strategy):
         materialize(model, world.device, spec.seed)  # DDP needs real storage to broadcast and bucket
         model = quantize_and_adapt(model, spec, world.device)
         apply_checkpointing(model, spec)
+        model = apply_compile(model, spec)  # inside DDP: its gradient hooks stay eager
         ddp = DistributedDataParallel(model, device_ids=[world.local_rank] if world.is_cuda else None)
         optimizer = make_optimizer(ddp.parameters())
 

@@ -41,6 +41,8 @@ ZERO_LIMITS = {
                            "would step ZeRO's flat 1-D partitions, not the tensors it quantizes blockwise",
     "optimizer=adafactor": "Adafactor factors the second moment per matrix, and ZeRO steps flat 1-D "
                            "partitions; use single, ddp",
+    "compile": ("not applied: DeepSpeed compiles through its own engine.compile(), not wired in here; use ddp or "
+                "fsdp_full_shard"),
 }
 
 
@@ -95,7 +97,7 @@ def ds_config(spec: RunSpec, stage: int, offload_optimizer: bool = False, offloa
 @register("zero3_offload", "DeepSpeed ZeRO-3 with parameters and optimizer state offloaded to CPU memory",
           stage=3, offload_optimizer=True, offload_params=True)
 class DeepSpeedZero(Strategy):
-    knobs = ALL_KNOBS - {"quant"}
+    knobs = ALL_KNOBS - {"quant", "compile"}
     why_not = ZERO_LIMITS
     simulate_why_not = ("DeepSpeed's engine reads real data while it sets up (flat partitions, C++ ops, "
                         "launcher environment); measure it with `spacetime run`")

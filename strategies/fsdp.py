@@ -103,6 +103,7 @@ class FSDP(Strategy):
         import torch
 
         from harness.models.checkpointing import apply_checkpointing
+        from harness.models.compile import compile_blocks, compile_model
         from harness.models.lora import add_adapters
         from harness.models.materialize import materialize
         from harness.train.step import make_step
@@ -114,9 +115,11 @@ class FSDP(Strategy):
             mesh = world.mesh((world.world_size,), ("dp",))
         model = add_adapters(model, spec)
         apply_checkpointing(model, spec)
+        compile_blocks(model, spec)  # before fully_shard, as torchtitan: FSDP's hooks stay outside
         shard_model(model, mesh, self.fsdp_kwargs(world, spec))
         param_device = torch.device("cpu") if self.offload else world.device
         materialize(model, param_device, spec.seed, buffer_device=world.device)
+        model = compile_model(model, spec, whole_graph=False)  # the blocks' FSDP hooks break the graph
         optimizer = make_optimizer(model.parameters())
         # FSDP2 casts parameters itself (mixed precision policy), so no autocast; gradients are DTensor shards
         step = make_step(model, optimizer, spec, world.device, autocast=False, sharded_grads=True)

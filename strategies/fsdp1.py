@@ -26,6 +26,8 @@ FLAT_LIMITS = {
     "quant": DTENSOR_LIMITS["quant"].replace("as DTensors", "into FSDP1's flat parameters"),
     "optimizer=adafactor": "FSDP1 hands the optimizer 1-D views of its flat shards, so Adafactor's factored "
                            "second moment is not the one a whole matrix gets; use single, ddp",
+    "compile": ("not applied: FSDP1 swaps each block's parameters for views of its flat parameter, and compiling "
+                "inside it is not wired in; use fsdp_full_shard (FSDP2), which compiles each block"),
 }
 
 
@@ -38,7 +40,7 @@ FLAT_LIMITS = {
 @register("fsdp1_offload", "FSDP1 full shard with params (and their grads) offloaded to CPU memory; CUDA only",
           sharding="FULL_SHARD", offload=True)
 class FSDP1(Strategy):
-    knobs = ALL_KNOBS - {"quant"}
+    knobs = ALL_KNOBS - {"quant", "compile"}
     why_not = FLAT_LIMITS
 
     def __init__(self, name: str, description: str = "", sharding: str = "FULL_SHARD",

@@ -36,6 +36,7 @@ class Single(Strategy):
     def wrap(self, model: nn.Module, make_optimizer: OptimizerFactory, world: World,
              spec: RunSpec) -> Prepared:
         from harness.models.checkpointing import apply_checkpointing  # torch and the model: on the ranks only
+        from harness.models.compile import apply_compile
         from harness.models.lora import add_adapters
         from harness.models.materialize import materialize
         from harness.models.quantize import quantize_and_adapt
@@ -45,6 +46,7 @@ class Single(Strategy):
         materialize(model, world.device, spec.seed)
         model = quantize_and_adapt(model, spec, world.device)  # int8/NF4 base + LoRA
         apply_checkpointing(model, spec)
+        model = apply_compile(model, spec)  # after checkpointing, as torchtitan
         optimizer = make_optimizer(model.parameters())
         return Prepared(model, optimizer, make_step(model, optimizer, spec, world.device))
 

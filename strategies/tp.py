@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 @register("tp", "tensor parallel over all ranks: every rank sees the same batch, holds 1/tp of each matrix")
 @register("fsdp_tp", "2D: tensor parallel within --tp ranks, FSDP2 across the dp = nproc/tp groups", fsdp=True)
 class TensorParallel(Strategy):
-    knobs = ALL_KNOBS - {"quant", "lora"}
-    why_not = {**DTENSOR_LIMITS,
+    knobs = ALL_KNOBS - {"quant", "lora", "compile"}
+    why_not = {**DTENSOR_LIMITS, "compile": ("not applied to DTensor-sharded blocks here; "
+                                             "use single, ddp or an fsdp_* strategy"),
                "lora": "peft's LoRA layers replace the nn.Linear modules that ColwiseParallel and RowwiseParallel "
                        "shard; use single, ddp or an fsdp_* strategy"}
 

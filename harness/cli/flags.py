@@ -131,7 +131,7 @@ def store_flags(p: argparse.ArgumentParser) -> None:
 def knob_flags(p: argparse.ArgumentParser, sweep: bool, figures: bool = False) -> None:
     """The memory knobs (harness/core/knobs.py has the valid values; they are checked before launch) and a
     custom model.  `figures`: without --lora-alpha, which scales the adapters' output and moves no byte."""
-    from harness.core.knobs import CHECKPOINTING, DTYPES, OPTIMIZERS, QUANT
+    from harness.core.knobs import CHECKPOINTING, COMPILE, DTYPES, OPTIMIZERS, QUANT
 
     d, add = RunSpec(), _Adder(p.add_argument_group("memory knobs"), sweep)
     add("--dtype", d.dtype, f"{', '.join(DTYPES)} (bf16, fp16: mixed precision over fp32 weights; bf16-pure: "
@@ -147,6 +147,8 @@ def knob_flags(p: argparse.ArgumentParser, sweep: bool, figures: bool = False) -
     add("--quant", d.quant, f"{', '.join(QUANT)}: the frozen base weights under LoRA")
     add("--optimizer", d.optimizer, ", ".join(OPTIMIZERS))
     add("--grad-accum", d.grad_accum, "micro-batches per optimizer step", type=int_arg)
+    add("--compile", d.compile, f"{', '.join(COMPILE)}: torch.compile (Inductor) of each transformer block, or of "
+        "the whole model; compiled in the warmup steps")
     m = p.add_argument_group("custom model")
     m.add_argument("--model-config", dest="model_config_file", type=Path, default=None,
                    help="a Hugging Face config.json of a Llama-family model (replaces --model)")

@@ -17,6 +17,7 @@ from harness.core.spec import RunSpec
 
 DTYPES = ("fp32", "bf16", "fp16", "bf16-pure")  # bf16/fp16: mixed precision over fp32 master weights
 CHECKPOINTING = ("off", "full", "selective")  # selective: every --ckpt-every-th block
+COMPILE = ("off", "blocks", "model")  # torch.compile (Inductor) per block or whole (harness/models/compile.py)
 QUANT = ("none", "int8", "nf4")  # frozen base weights through bitsandbytes
 OPTIMIZERS = ("adamw", "adamw8bit", "sgd", "adafactor")  # adamw8bit: torchao's, which also takes DTensors
 WORKLOADS = ("train", "generate")
@@ -60,6 +61,10 @@ def validate(spec: RunSpec) -> None:
     _choice(spec, "activation_checkpointing", CHECKPOINTING)
     _choice(spec, "quant", QUANT)
     _choice(spec, "optimizer", OPTIMIZERS)
+    _choice(spec, "compile", COMPILE)
+    if spec.compile != "off" and spec.workload == "generate":
+        raise SpecError("compile", f"{spec.compile}: generation runs eager; --compile applies to training",
+                        "off with --workload generate")
     for field in ("ckpt_every", "grad_accum", "lora_rank", "lora_alpha"):  # lora_rank 0: full fine-tuning
         check_int(field, getattr(spec, field))
     lora_modules(spec.lora_targets)
@@ -84,7 +89,7 @@ def check_packages(spec: RunSpec) -> None:
 KNOBS = {"dtype": ("dtype", "--dtype"),
          "activation_checkpointing": ("activation_checkpointing", "--activation-checkpointing"),
          "lora": ("lora_rank", "--lora-rank"), "quant": ("quant", "--quant"), "optimizer": ("optimizer", "--optimizer"),
-         "grad_accum": ("grad_accum", "--grad-accum")}
+         "grad_accum": ("grad_accum", "--grad-accum"), "compile": ("compile", "--compile")}
 ALL_KNOBS = frozenset(KNOBS)
 
 
@@ -112,5 +117,6 @@ def knob_label(row: RunSpec | Mapping[str, Any]) -> str:
     text: dict[str, Callable[[Any], str]] = {
         "dtype": str, "quant": str, "optimizer": str, "grad_accum": lambda v: f"accum {v}",
         "activation_checkpointing": lambda v: "ckpt full" if v == "full" else f"ckpt 1/{get('ckpt_every', 2)}",
+        "compile": lambda v: f"compile {v}",
         "lora": lambda v: f"lora r{v} {get('lora_targets', 'q,v')}"}
     return ", ".join(text[knob](value) for knob, value in moved_knobs(row).items()) or "-"

@@ -39,6 +39,7 @@ class RunSpec:
     quant: str = "none"  # none, int8, nf4: frozen base weights (needs lora_rank > 0)
     optimizer: str = "adamw"  # adamw, adamw8bit, sgd, adafactor
     grad_accum: int = 1  # micro-batches per optimizer step
+    compile: str = "off"  # off, blocks (torch.compile each transformer block), model (the whole model)
     model_config: str = ""  # a custom shape (--model-config / --set) as ModelConfig JSON; "" = the zoo's `model`
     # the workload (valid values in harness/core/knobs.py): train, or generate with the fields below
     workload: str = "train"

@@ -69,6 +69,7 @@ ALL: tuple[str, ...] = ()
 _LEVERS: tuple[dict[str, Any], ...] = (
     {"dtype": "fp32"},
     {"dtype": "bf16"},
+    {"dtype": "bf16", "compile": "blocks"},  # against bf16 eager: what Inductor's fused blocks save and cost
     {"dtype": "bf16", "activation_checkpointing": "full"},
     {"dtype": "bf16", "activation_checkpointing": "full", "lora_rank": 8},
     {"dtype": "bf16", "activation_checkpointing": "full", "lora_rank": 8, "optimizer": "adamw8bit"},

@@ -33,6 +33,7 @@ from harness.core.knobs import KNOBS, check_packages, moved_knobs
 from harness.core.memory import PeakFigures
 from harness.core.progress import current
 from harness.core.spec import RunSpec
+from harness.simulate.compile_check import check_compile
 
 CANNOT = {  # knob values the simulator cannot run, and why
     "quant": "bitsandbytes quantizes real weights in its own CUDA/C++ kernels, which fake tensors cannot enter",
@@ -68,6 +69,7 @@ def check_simulable(spec: RunSpec) -> None:
         if knob in moved and (not value or moved[knob] == value):
             raise Unsupported(f"cannot simulate {KNOBS[knob][1]} {moved[knob]}: {reason}")
     check_packages(spec)  # the knobs simulate runs need their packages, as a measured run does
+    check_compile(spec)  # NotModelled: Inductor under fake tensors (compile_check.py)
 
 
 _EXIT_FREEZE: list[Any] = []  # gc.freeze, once registered to run at exit

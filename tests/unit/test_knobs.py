@@ -69,10 +69,10 @@ def test_knob_label_lists_what_moved_off_its_default() -> None:
 
 def test_levers_preset_adds_one_lever_per_row(monkeypatch: pytest.MonkeyPatch) -> None:
     labels = [knob_label(s.__dict__) for s in plan("levers", RunSpec(), exact=True, models=("tiny",))]
-    assert labels == ["-", "bf16", "bf16, ckpt full", "bf16, ckpt full, lora r8 q,v",
+    assert labels == ["-", "bf16", "bf16, compile blocks", "bf16, ckpt full", "bf16, ckpt full, lora r8 q,v",
                       "bf16, ckpt full, lora r8 q,v, adamw8bit", "bf16, ckpt full, lora r8 q,v, nf4, adamw8bit"]
     monkeypatch.setattr("harness.core.host.fast_16bit_cpu", lambda: True)
-    assert len(plan("levers", RunSpec(device="cpu"), models=("tiny",))) == 6
+    assert len(plan("levers", RunSpec(device="cpu"), models=("tiny",))) == 7
 
 
 def test_on_a_cpu_without_fast_bf16_the_levers_run_in_fp32_and_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,7 +81,7 @@ def test_on_a_cpu_without_fast_bf16_the_levers_run_in_fp32_and_say_so(monkeypatc
     monkeypatch.setattr("harness.core.host.fast_16bit_cpu", lambda: False)
     specs = plan("levers", RunSpec(device="cpu"), models=("tiny",))
     assert [knob_label(s.__dict__) for s in specs] == [
-        "-", "ckpt full", "ckpt full, lora r8 q,v", "ckpt full, lora r8 q,v, adamw8bit",
+        "-", "compile blocks", "ckpt full", "ckpt full, lora r8 q,v", "ckpt full, lora r8 q,v, adamw8bit",
         "ckpt full, lora r8 q,v, nf4, adamw8bit"]  # the bf16 row is the fp32 row now: run once
     note = plan_note("levers", RunSpec(device="cpu"))
     assert note is not None and "dtype fp32 in every row" in note and "--exact-preset" in note
