@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from harness.train.world import World
 
 ACCELERATE_LIMITS = {
+    "loss=chunked": "its step takes the full logits through the loss (not the chunked projection); use single, "
+                    "ddp or fsdp_full_shard",
     "quant": "bitsandbytes weights go through accelerate's own loading path (from_pretrained), which the zoo's "
              "random-weight models do not take; use single, ddp",
     "dtype=bf16-pure": "accelerate's mixed_precision autocasts fp32 parameters; pure bf16 is not one of its modes",

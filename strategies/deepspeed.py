@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from harness.train.world import World
 
 ZERO_LIMITS = {
+    "loss=chunked": "the engine's step takes the full logits through the loss (not the chunked projection); "
+                    "use single, ddp or fsdp_full_shard",
     "quant": "ZeRO flattens and partitions fp32/16-bit parameters; bitsandbytes' packed weights are not "
              "partitionable; use single, ddp",
     "dtype=bf16-pure": "DeepSpeed's bf16 keeps fp32 master weights in the optimizer (that is --dtype bf16); "

@@ -131,12 +131,13 @@ def store_flags(p: argparse.ArgumentParser) -> None:
 def knob_flags(p: argparse.ArgumentParser, sweep: bool, figures: bool = False) -> None:
     """The memory knobs (harness/core/knobs.py has the valid values; they are checked before launch) and a
     custom model.  `figures`: without --lora-alpha, which scales the adapters' output and moves no byte."""
-    from harness.core.knobs import CHECKPOINTING, COMPILE, DTYPES, OPTIMIZERS, QUANT
+    from harness.core.knobs import CHECKPOINTING, COMPILE, DTYPES, LOSSES, OPTIMIZERS, QUANT
 
     d, add = RunSpec(), _Adder(p.add_argument_group("memory knobs"), sweep)
     add("--dtype", d.dtype, f"{', '.join(DTYPES)} (bf16, fp16: mixed precision over fp32 weights; bf16-pure: "
         "16-bit weights)")
-    add("--activation-checkpointing", d.activation_checkpointing, ", ".join(CHECKPOINTING))
+    add("--activation-checkpointing", d.activation_checkpointing, f"{', '.join(CHECKPOINTING)} (op: matmul and "
+        "attention outputs kept, the rest recomputed, in every block)")
     add("--ckpt-every", d.ckpt_every, "selective checkpointing: every K-th block", type=int_arg)
     add("--lora-rank", d.lora_rank, "LoRA rank (0: full fine-tuning)", type=int_arg)
     if not figures:
@@ -147,6 +148,9 @@ def knob_flags(p: argparse.ArgumentParser, sweep: bool, figures: bool = False) -
     add("--quant", d.quant, f"{', '.join(QUANT)}: the frozen base weights under LoRA")
     add("--optimizer", d.optimizer, ", ".join(OPTIMIZERS))
     add("--grad-accum", d.grad_accum, "micro-batches per optimizer step", type=int_arg)
+    add("--loss", d.loss_type, f"{', '.join(LOSSES)} (chunked: the output projection and cross-entropy one chunk of "
+        "the sequence at a time, as torchtune's chunked loss)", dest="loss_type")
+    add("--loss-chunks", d.loss_chunks, "chunked loss: chunks of the sequence", type=int_arg)
     add("--compile", d.compile, f"{', '.join(COMPILE)}: torch.compile (Inductor) of each transformer block, or of "
         "the whole model; compiled in the warmup steps")
     m = p.add_argument_group("custom model")

@@ -16,7 +16,9 @@ from harness.core.limits import check_int
 from harness.core.spec import RunSpec
 
 DTYPES = ("fp32", "bf16", "fp16", "bf16-pure")  # bf16/fp16: mixed precision over fp32 master weights
-CHECKPOINTING = ("off", "full", "selective")  # selective: every --ckpt-every-th block
+CHECKPOINTING = ("off", "full", "selective", "op")  # selective: every --ckpt-every-th block; op: per op, in every
+# block (harness/models/checkpointing.py)
+LOSSES = ("full", "chunked")  # chunked: projection and cross-entropy per chunk (harness/models/chunked_loss.py)
 COMPILE = ("off", "blocks", "model")  # torch.compile (Inductor) per block or whole (harness/models/compile.py)
 QUANT = ("none", "int8", "nf4")  # frozen base weights through bitsandbytes
 OPTIMIZERS = ("adamw", "adamw8bit", "sgd", "adafactor")  # adamw8bit: torchao's, which also takes DTensors
@@ -61,12 +63,16 @@ def validate(spec: RunSpec) -> None:
     _choice(spec, "activation_checkpointing", CHECKPOINTING)
     _choice(spec, "quant", QUANT)
     _choice(spec, "optimizer", OPTIMIZERS)
+    _choice(spec, "loss_type", LOSSES)
     _choice(spec, "compile", COMPILE)
     if spec.compile != "off" and spec.workload == "generate":
         raise SpecError("compile", f"{spec.compile}: generation runs eager; --compile applies to training",
                         "off with --workload generate")
-    for field in ("ckpt_every", "grad_accum", "lora_rank", "lora_alpha"):  # lora_rank 0: full fine-tuning
+    for field in ("ckpt_every", "grad_accum", "lora_rank", "lora_alpha", "loss_chunks"):  # lora_rank 0: full FT
         check_int(field, getattr(spec, field))
+    if spec.loss_type == "chunked" and spec.loss_chunks > spec.seq_len:
+        raise SpecError("loss_chunks", f"{spec.loss_chunks} chunks of a {spec.seq_len}-token sequence",
+                        f"1..{spec.seq_len} (--seq-len)")
     lora_modules(spec.lora_targets)
     if spec.quant != "none" and spec.lora_rank == 0 and spec.workload == "train":  # generation: as loaded
         raise SpecError("quant", f"{spec.quant} base weights are frozen, so they need adapters to train: "
@@ -89,7 +95,8 @@ def check_packages(spec: RunSpec) -> None:
 KNOBS = {"dtype": ("dtype", "--dtype"),
          "activation_checkpointing": ("activation_checkpointing", "--activation-checkpointing"),
          "lora": ("lora_rank", "--lora-rank"), "quant": ("quant", "--quant"), "optimizer": ("optimizer", "--optimizer"),
-         "grad_accum": ("grad_accum", "--grad-accum"), "compile": ("compile", "--compile")}
+         "grad_accum": ("grad_accum", "--grad-accum"), "loss": ("loss_type", "--loss"),
+         "compile": ("compile", "--compile")}
 ALL_KNOBS = frozenset(KNOBS)
 
 
@@ -116,7 +123,8 @@ def knob_label(row: RunSpec | Mapping[str, Any]) -> str:
     get = _reader(row)
     text: dict[str, Callable[[Any], str]] = {
         "dtype": str, "quant": str, "optimizer": str, "grad_accum": lambda v: f"accum {v}",
-        "activation_checkpointing": lambda v: "ckpt full" if v == "full" else f"ckpt 1/{get('ckpt_every', 2)}",
+        "activation_checkpointing": lambda v: f"ckpt {v}" if v != "selective" else f"ckpt 1/{get('ckpt_every', 2)}",
+        "loss": lambda v: f"loss {v}/{get('loss_chunks', 8)}",
         "compile": lambda v: f"compile {v}",
         "lora": lambda v: f"lora r{v} {get('lora_targets', 'q,v')}"}
     return ", ".join(text[knob](value) for knob, value in moved_knobs(row).items()) or "-"

@@ -26,6 +26,7 @@ LIMITS: dict[str, tuple[int, int]] = {
     "batch_size": (1, 2**14), "seq_len": (1, 2**24), "grad_accum": (1, 2**14),
     "warmup": (1, 2**20), "memory_steps": (1, 2**20), "steps": (1, 2**20),
     "seed": (0, 2**32 - 1), "ckpt_every": (1, 2**10), "lora_rank": (0, 2**16), "lora_alpha": (1, 2**16),
+    "loss_chunks": (1, 2**16),
     # generate: prompt + new tokens is a sequence (seq_len's bound), batch x beams the rows of a batch
     "prompt_len": (1, 2**24), "new_tokens": (1, 2**24), "num_beams": (1, 2**14),
     # flags of sweep and show only

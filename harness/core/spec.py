@@ -31,7 +31,7 @@ class RunSpec:
     timeout_s: float = 600.0
     # memory knobs (valid values in harness/core/knobs.py)
     dtype: str = "fp32"  # fp32, bf16 / fp16 (mixed, fp32 masters), bf16-pure
-    activation_checkpointing: str = "off"  # off, full, selective (every ckpt_every-th block)
+    activation_checkpointing: str = "off"  # off, full, selective (every ckpt_every-th block), op (per op)
     ckpt_every: int = 2
     lora_rank: int = 0  # 0: full fine-tuning
     lora_alpha: int = 16
@@ -39,6 +39,8 @@ class RunSpec:
     quant: str = "none"  # none, int8, nf4: frozen base weights (needs lora_rank > 0)
     optimizer: str = "adamw"  # adamw, adamw8bit, sgd, adafactor
     grad_accum: int = 1  # micro-batches per optimizer step
+    loss_type: str = "full"  # --loss: full, or chunked (projection and cross-entropy per chunk of the sequence)
+    loss_chunks: int = 8  # chunked loss: chunks of the sequence (torchtune's default)
     compile: str = "off"  # off, blocks (torch.compile each transformer block), model (the whole model)
     model_config: str = ""  # a custom shape (--model-config / --set) as ModelConfig JSON; "" = the zoo's `model`
     # the workload (valid values in harness/core/knobs.py): train, or generate with the fields below

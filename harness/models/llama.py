@@ -136,15 +136,22 @@ class Transformer(nn.Module):
         self.register_buffer("rope", torch.empty(max_seq_len, cfg.head_dim // 2, 2), persistent=False)
 
     def forward(self, tokens: torch.Tensor, cache: Sequence[LayerCache] | None = None,
-                pos: int = 0) -> torch.Tensor:
+                pos: int = 0, chunks: int = 0) -> torch.Tensor | list[torch.Tensor]:
         """Logits of every position; with a KV cache (generation), `tokens` sit at positions pos.. after the
-        cached ones."""
+        cached ones.  `chunks` N > 0: the logits as a list of N pieces along the sequence, each projected
+        apart, as torchtune's chunked output (for harness/models/chunked_loss.py)."""
         h = self.tok_embeddings(tokens)
         if self.cfg.embed_scale:  # Gemma: by sqrt(dim)
             h = h * self.cfg.dim**0.5
         for i, layer in enumerate(self.layers):
             h = layer(h, self.rope, cache[i], pos) if cache is not None else layer(h, self.rope)
-        logits = self.output(self.norm(h))
+        if chunks:  # in forward, where FSDP has the root's parameters gathered
+            return [self.project(piece) for piece in self.norm(h).tensor_split(chunks, dim=1)]
+        return self.project(self.norm(h))
+
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        """The output projection (and the final softcap) of final-norm outputs: logits."""
+        logits = self.output(h)
         if self.cfg.final_softcap > 0:
             logits = torch.tanh(logits / self.cfg.final_softcap) * self.cfg.final_softcap
         return logits

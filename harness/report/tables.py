@@ -19,7 +19,7 @@ from harness.run.annotate import ERROR_COLUMNS, relative_error
 
 _STATUS_STYLE = {"ok": "green", "unsupported": "yellow", "interrupted": "yellow"}  # red: the spec failed
 KNOB_FIELDS = ("dtype", "activation_checkpointing", "ckpt_every", "lora_rank", "lora_alpha", "lora_targets", "quant",
-               "optimizer", "grad_accum", "compile")
+               "optimizer", "grad_accum", "compile", "loss_type", "loss_chunks")
 assert {field for field, _ in KNOBS.values()} <= set(KNOB_FIELDS)
 _STEP_FIELDS = fields("step_s_p50", "step_s_p10", "step_s_p90")
 

@@ -28,6 +28,16 @@ def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
 
+def model_loss(model: nn.Module, spec: RunSpec) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """(inputs, targets) -> the mean loss of `model`: its logits into `loss_fn`, or --loss chunked's projection
+    and cross-entropy one chunk of the sequence at a time (harness/models/chunked_loss.py)."""
+    if spec.loss_type == "chunked":
+        from harness.models.chunked_loss import chunked_loss
+
+        return chunked_loss(model, spec.loss_chunks)
+    return lambda inputs, targets: loss_fn(model(inputs), targets)
+
+
 def make_scaler(spec: RunSpec, device: torch.device, sharded: bool) -> Any:
     if spec.dtype != "fp16":
         return None
@@ -69,11 +79,12 @@ def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, spec: RunSpec,
     dtype = AUTOCAST.get(spec.dtype) if autocast else None
     scaler = make_scaler(spec, device, sharded_grads)
     accum = spec.grad_accum
+    forward_loss = model_loss(model, spec)
 
     def micro(x: torch.Tensor, y: torch.Tensor, last: bool) -> torch.Tensor:
         with sync(last) if sync else nullcontext():
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                loss = loss_fn(model(x), y) / accum
+                loss = forward_loss(x, y) / accum
             (scaler.scale(loss) if scaler else loss).backward()
         return loss.detach()
 
