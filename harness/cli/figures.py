@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from harness.cli.flags import add_fit_flags, figure_flags, spec_fields
 from harness.cli.generate_estimate import add_generate_estimate_flags, generation_figures
+from harness.cli.generate_flags import generate_flags
+from harness.cli.generate_simulate import generation_simulation
 from harness.cli.pipeline_estimate import is_pipeline, pipeline_figures
 from harness.cli.progress_flag import add_progress_flags
 from harness.core.errors import NotModelled, SpecError, Unsupported
@@ -23,6 +25,7 @@ from harness.estimate.reasons import reasons
 from harness.report.figures import print_estimate, print_simulation
 from harness.report.generation import print_generation
 from harness.report.pipeline_estimate import print_pipeline_estimate
+from harness.report.simulated_generation import print_generation_simulation
 from harness.run.validate import validate
 
 if TYPE_CHECKING:
@@ -43,6 +46,7 @@ def add_parsers(sub: Any) -> None:
     figure_flags(p)
     add_fit_flags(p)
     add_progress_flags(p)
+    generate_flags(p)
 
 
 def estimate_figures(spec: RunSpec, args: argparse.Namespace) -> tuple[Prediction, dict[str, Any]]:
@@ -113,4 +117,6 @@ def _print_any(spec: RunSpec, figures: Any, out: dict[str, Any]) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.workload == "generate":
+        return run_figures(args, generation_simulation, print_generation_simulation)
     return run_figures(args, simulate_figures, print_simulation)

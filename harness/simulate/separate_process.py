@@ -12,6 +12,7 @@ import sys
 from harness.core import progress
 from harness.core.errors import NotModelled, Unsupported
 from harness.core.spec import RunSpec
+from harness.simulate.generate_runner import simulate_generation
 from harness.simulate.runner import simulate
 
 SUBPROCESS_TIMEOUT_S = 600.0
@@ -38,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     progress.configure("off")  # stderr is captured: its last line is the reason of a failure
     try:
-        sim = simulate(RunSpec.from_json(args.spec), args.device)
+        spec = RunSpec.from_json(args.spec)
+        run = simulate_generation if spec.workload == "generate" else simulate
+        sim = run(spec, args.device)
     except Unsupported as why:
         print(f"unsupported: {why}", file=sys.stderr)
         return 3
