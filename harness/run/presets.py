@@ -11,6 +11,7 @@ from harness.core.limits import LIMITS, check_int, check_spec_limits
 from harness.core.spec import RunSpec
 from harness.models.zoo import ZOO
 from harness.run.generation_variants import KV_CACHE_GRID, OFFLOAD_MODES
+from harness.run.recipe_variants import RECIPES
 from strategies import get_strategy, strategy_names
 
 CORE = ("single", "ddp", "fsdp_full_shard", "fsdp_shard_grad_op", "fsdp_hybrid_shard", "fsdp_offload", "tp",
@@ -106,6 +107,10 @@ PRESETS: dict[str, Preset] = {
     # one model, the memory levers added one at a time: what each saves and what it costs per step
     "levers": Preset(("single",), ("125m",), nproc=1, global_batch=4, seq_len=256, warmup=1, steps=2,
                      variants=_LEVERS, cuda_models=("8b",), table="levers", slow_cpu_fields={"dtype": "fp32"}),
+    # the recipes users run, one step at a time under FSDP2: full loss, chunked loss, compiled blocks, op-level
+    # checkpointing, QLoRA (harness/run/recipe_variants.py); each row's peak and time against the row before
+    "recipes": Preset(("fsdp_full_shard",), ("125m",), nproc=2, global_batch=4, seq_len=256, warmup=1, steps=2,
+                      variants=RECIPES, cuda_models=("8b",), table="levers", slow_cpu_fields={"dtype": "fp32"}),
     # QLoRA (NF4 base, bf16) peak memory by LoRA rank and batch size, as in the source experiment
     "lora-ranks": Preset(("single",), ("125m",), nproc=1, global_batch=1, seq_len=256, warmup=1, steps=1,
                          variants=_LORA_RANKS, cuda_models=("8b",), table="lora-ranks",
