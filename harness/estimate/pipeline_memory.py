@@ -1,15 +1,21 @@
 """Per-stage memory of a pipeline (`spacetime estimate` of pp_* and *_pp strategies).
 
 Each pipeline rank holds its stages' blocks (the first stage the embedding, the last the final norm, the output
-projection and the loss) and, at its first backward, its gradients beside the activations of the micro-batches
-it has run forward and not yet backward.  How many depends on the schedule:
+projection and the loss) and the activations of the micro-batches it has run forward and not yet backward.
+How many depends on the schedule:
   GPipe        every micro-batch: M (all forwards run before any backward);
   1F1B         at most p - i on pipeline rank i (its warm-up forwards, then one in, one out);
-  interleaved  (v - 1) p + 2 (p - i - 1) + 1 chunks of one virtual stage each, at most v M (Megatron's warm-up);
+  interleaved  (v - 1) r + 2 (p - i - 1) + 1 chunks of one virtual stage each, at most v M (torch's warm-up
+               over rounds of r = M // max(1, M // p) micro-batches, and one more forward);
 between GPipe (v M chunks) and 1F1B.  A micro-batch's activations are those of `single` at batch_size / M.
 Model state (fp32 masters, gradients, AdamW's moments) is the stage's share, divided over the ranks that shard
-it (FSDP2 within a stage); without sharding, stage replicas hold it whole.  A stage's first backward makes
-all its gradients while every micro-batch in flight is still held (GPipe: all of them; 1F1B: its warm-up's).
+it (FSDP2 within a stage); without sharding, stage replicas hold it whole.  FSDP2 inside a pipeline keeps the
+stage gathered (reshard_after_forward=False) and its gradients unsharded (the schedule turns gradient sync off
+until the last backward), so both are whole from the first forward until the reduce-scatter.  The peak is the
+warm-up's end (every chunk in flight, no gradient yet) or a backward: every gradient beside the chunks still
+held, and one block's backward temporaries or the loss's (see `_phases`); or the optimizer step.  Every
+micro-batch's receive buffers (the input from the stage before, the gradient from the one after) stay for the
+step.  Measured against the CPU matrix: benchmarks/pipeline_accuracy.py.
 """
 
 from __future__ import annotations
@@ -52,8 +58,9 @@ def in_flight(schedule: str, rank: int, pp: int, virtual: int, micro: int) -> in
         return virtual * micro
     if schedule == "1f1b":
         return min(pp - rank, micro)
-    if schedule == "interleaved":
-        return min((virtual - 1) * pp + 2 * (pp - rank - 1) + 1, virtual * micro)
+    if schedule == "interleaved":  # torch's warm-up (_get_warmup_ops), rounds of M // max(1, M // p), then one
+        per_round = micro // max(1, micro // pp)
+        return min((virtual - 1) * per_round + 2 * (pp - rank - 1) + 1, virtual * micro)
     raise NotModelled(f"the {schedule} schedule's activations in flight (its backward split into inputs and "
                       "weights) are not modelled; measure it with `spacetime run`")
 
@@ -70,9 +77,26 @@ def _chunk_activations(cfg: ModelConfig, micro_spec: RunSpec, blocks: range, las
     and on the last stage the head's (logits, log-softmax)."""
     shapes = Shapes.of(cfg, micro_spec, tp)
     saved = sum(saved_in_block(shapes, micro_spec, i) for i in blocks)
-    if last:
-        return saved + head_bytes(shapes, micro_spec).forward
+    if last:  # the stage's output, the logits, is kept for backward too (the schedule's forward cache)
+        return saved + head_bytes(shapes, micro_spec).forward + shapes.t * cfg.vocab_size * 4.0 / tp
     return saved + shapes.t * cfg.dim * 4.0
+
+
+def _phases(cfg: ModelConfig, micro_spec: RunSpec, local: list[range], last: bool, flight: int, steady: bool,
+            grads: float, tp: int) -> dict[str, dict[str, float]]:
+    """The rank's warm-up end (every micro-batch in flight, no gradient yet, the loss's gradients on the last
+    stage) and its backward: all gradients beside the chunks still held, one block's backward temporaries (as
+    large as what the block saved) or the loss's.  With a steady state (1F1B, interleaved: more micro-batches
+    than the warm-up) a forward refills the chunk each backward frees; otherwise (GPipe, or no steady state)
+    one chunk is gone by the time every gradient exists."""
+    shapes = Shapes.of(cfg, micro_spec, tp)
+    chunk = max(_chunk_activations(cfg, micro_spec, blocks, last and i == len(local) - 1, tp)
+                for i, blocks in enumerate(local))
+    head = head_bytes(shapes, micro_spec).backward if last else 0.0
+    block = max(saved_in_block(shapes, micro_spec, i) for blocks in local for i in blocks)
+    held = flight if steady else flight - 1
+    return {"warm-up end": {"activations": flight * chunk, "temporaries": head},
+            "backward": {"grads": grads, "activations": held * chunk, "temporaries": max(block, head)}}
 
 
 def _optimizer_temporaries(cfg: ModelConfig, spec: RunSpec, params: float, has_head: bool, tp: int) -> float:
@@ -103,17 +127,18 @@ def predict_stages(spec: RunSpec, plan: PipelinePlan) -> list[StageMemory]:
     for rank in range(pp):
         mine = stages_of_rank(rank, pp, virtual)
         params = sum(stage_params(cfg, blocks[s], s == 0, s == total - 1) for s in mine) / tp / shard
-        chunks = [_chunk_activations(cfg, micro_spec, blocks[s], s == total - 1, tp) for s in mine]
         flight = in_flight(schedule, rank, pp, virtual, micro)
-        acts = max(chunks) * flight if virtual > 1 else chunks[0] * flight
-        head = head_bytes(Shapes.of(cfg, micro_spec, tp), micro_spec).backward if total - 1 in mine else 0.0
         grads = params * width
-        optim = params * OPTIMIZER_STATE.get(spec.optimizer, 8.0) * width / 4.0
-        held = {"params": params * master, "optimizer": optim}
-        forward = {"grads": grads, "activations": acts, "temporaries": head}
-        step = {"grads": grads, "activations": 0.0,
-                "temporaries": _optimizer_temporaries(cfg, spec, params, total - 1 in mine or 0 in mine, tp)}
-        phases = {"first backward": forward, "optimizer step": step}
+        held = {"params": params * master, "optimizer": params * OPTIMIZER_STATE.get(spec.optimizer, 8.0) * width / 4,
+                # every micro-batch's receive buffers: the input from the stage before, the gradient from the next
+                "comm": spec.batch_size * spec.seq_len * cfg.dim * 4.0 * ((0 not in mine) + (total - 1 not in mine))}
+        phases = _phases(cfg, micro_spec, [blocks[s] for s in mine], total - 1 in mine, flight,
+                         schedule != "gpipe" and micro * virtual > flight, grads * shard, tp)
+        if shard > 1:  # FSDP2 in a pipeline: gathered from the first forward until the last backward's reduce
+            for name in ("warm-up end", "backward"):
+                phases[name]["comm"] = params * shard * master
+        phases["optimizer step"] = {"grads": grads, "temporaries": _optimizer_temporaries(
+            cfg, spec, params, total - 1 in mine or 0 in mine, tp)}
         breakdown, phase = largest_phase(held, phases, spec.device)
         out.append(StageMemory(rank, tuple(mine), tuple(i for s in mine for i in blocks[s]), flight, phase,
                                breakdown))
