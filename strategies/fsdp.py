@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 from harness.core.errors import SpecError, Unsupported
 from strategies import register
 from strategies.base import ALL_KNOBS, Layout, MemoryProfile, Prepared, Strategy, require_world
+from strategies.fsdp_quant import QUANT_LIMITS, check_quant, quantized_base
 
 # What DTensor parameters (FSDP2, tensor parallel) cannot take, as measured with torch 2.13.
 DTENSOR_LIMITS = {
-    "quant": "bitsandbytes' int8/NF4 parameters cannot be sharded as DTensors (QLoRA under FSDP2 needs torchao's "
-             "NF4Tensor, not implemented here); use single or ddp",
+    "quant": "bitsandbytes' int8/NF4 parameters cannot be sharded as DTensors (FSDP2 shards --quant nf4 and "
+             "nf4-torchao: fsdp_*); use single or ddp",
     "optimizer=adafactor": "torch.optim.Adafactor's in-place row/column norms have no DTensor sharding rule "
                            "(aten.pow_ on a _NormPartial placement); use single or ddp",
 }
@@ -67,8 +68,8 @@ def check_dtensor_combinations(name: str, spec: RunSpec) -> None:
 @register("fsdp_offload", "FSDP2 full shard with sharded params, grads and optimizer state on the CPU",
           offload=True)
 class FSDP(Strategy):
-    knobs = ALL_KNOBS - {"quant"}
-    why_not = DTENSOR_LIMITS
+    knobs = ALL_KNOBS
+    why_not = {**DTENSOR_LIMITS, **QUANT_LIMITS}
 
     def __init__(self, name: str, description: str = "", reshard_after_forward: bool = True,
                  hybrid: bool = False, offload: bool = False) -> None:
@@ -84,6 +85,7 @@ class FSDP(Strategy):
     def check_knobs(self, spec: RunSpec) -> None:
         super().check_knobs(spec)
         check_dtensor_combinations(self.name, spec)
+        check_quant(self.name, spec)
 
     def check(self, spec: RunSpec) -> None:
         if self.hybrid:
@@ -113,12 +115,15 @@ class FSDP(Strategy):
             mesh = world.mesh((layout.dp_replicate, layout.dp_shard), ("dp_replicate", "dp_shard"))
         else:
             mesh = world.mesh((world.world_size,), ("dp",))
+        param_device = torch.device("cpu") if self.offload else world.device
+        if spec.quant != "none":  # quantized from real weights, then sharded (QLoRA)
+            model = quantized_base(model, param_device, world.device, spec)
         model = add_adapters(model, spec)
         apply_checkpointing(model, spec)
         compile_blocks(model, spec)  # before fully_shard, as torchtitan: FSDP's hooks stay outside
         shard_model(model, mesh, self.fsdp_kwargs(world, spec))
-        param_device = torch.device("cpu") if self.offload else world.device
-        materialize(model, param_device, spec.seed, buffer_device=world.device)
+        if spec.quant == "none":
+            materialize(model, param_device, spec.seed, buffer_device=world.device)
         model = compile_model(model, spec, whole_graph=False)  # the blocks' FSDP hooks break the graph
         optimizer = make_optimizer(model.parameters())
         # FSDP2 casts parameters itself (mixed precision policy), so no autocast; gradients are DTensor shards

@@ -20,7 +20,7 @@ CHECKPOINTING = ("off", "full", "selective", "op")  # selective: every --ckpt-ev
 # block (harness/models/checkpointing.py)
 LOSSES = ("full", "chunked")  # chunked: projection and cross-entropy per chunk (harness/models/chunked_loss.py)
 COMPILE = ("off", "blocks", "model")  # torch.compile (Inductor) per block or whole (harness/models/compile.py)
-QUANT = ("none", "int8", "nf4")  # frozen base weights through bitsandbytes
+QUANT = ("none", "int8", "nf4", "nf4-torchao")  # frozen base weights: bitsandbytes, or torchao's NF4Tensor
 OPTIMIZERS = ("adamw", "adamw8bit", "sgd", "adafactor")  # adamw8bit: torchao's, which also takes DTensors
 WORKLOADS = ("train", "generate")
 KV_CACHES = ("static", "dynamic")  # static: pre-allocated for prompt + new tokens; dynamic: grows per token
@@ -74,6 +74,8 @@ def validate(spec: RunSpec) -> None:
         raise SpecError("loss_chunks", f"{spec.loss_chunks} chunks of a {spec.seq_len}-token sequence",
                         f"1..{spec.seq_len} (--seq-len)")
     lora_modules(spec.lora_targets)
+    if spec.quant == "nf4-torchao" and spec.workload == "generate":
+        raise SpecError("quant", "nf4-torchao is a training base (QLoRA) here", "none, int8, nf4 (generation)")
     if spec.quant != "none" and spec.lora_rank == 0 and spec.workload == "train":  # generation: as loaded
         raise SpecError("quant", f"{spec.quant} base weights are frozen, so they need adapters to train: "
                         "add --lora-rank N", "none (without --lora-rank)")
@@ -84,8 +86,10 @@ def check_packages(spec: RunSpec) -> None:
     is launched (run, sweep) or simulated, never by estimate."""
     if spec.lora_rank and not _have("peft"):
         raise Unsupported("--lora-rank needs peft, which is not installed (pip install 'spacetime[peft]')")
-    if spec.quant != "none" and not _have("bitsandbytes"):
+    if spec.quant in ("int8", "nf4") and not _have("bitsandbytes"):
         raise Unsupported("--quant needs bitsandbytes, which is not installed (pip install 'spacetime[bnb]')")
+    if spec.quant == "nf4-torchao" and not _have("torchao"):
+        raise Unsupported("--quant nf4-torchao needs torchao, which is not installed (pip install 'spacetime[bnb]')")
     if spec.optimizer == "adamw8bit" and not _have("torchao"):
         raise Unsupported("--optimizer adamw8bit needs torchao, which is not installed "
                           "(pip install 'spacetime[bnb]')")

@@ -51,7 +51,7 @@ def quantizer_extra(in_features: int, out_features: int, quant: str) -> float:
     return 0.0
 
 
-QUANT_WIDTH = {"int8": 1.0, "nf4": 0.5}
+QUANT_WIDTH = {"int8": 1.0, "nf4": 0.5, "nf4-torchao": 0.5}
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from harness.models.zoo import ModelConfig
 OPTIMIZER_STATE = {"adamw": 8.0, "adamw8bit": 2.0 + 8 / 256, "sgd": 4.0}  # bytes per trainable parameter
 
 
-QUANT_BYTES = {"none": None, "int8": 1.0 + 4 / 4096, "nf4": 0.5 + 4 / 64}  # per base weight, with scales
+QUANT_BYTES = {"none": None, "int8": 1.0 + 4 / 4096, "nf4": 0.5 + 4 / 64,  # per base weight, with scales
+               "nf4-torchao": 0.5 + 1 / 64 + 4 / (64 * 256)}  # an int8 scale per 64, one per 256 of those
 
 
 def weight_bytes(cfg: ModelConfig, spec: RunSpec) -> tuple[float, float]:

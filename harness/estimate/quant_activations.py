@@ -13,6 +13,10 @@ tensors a custom Function holds on its ctx (tests/unit/test_quant_activations.py
         (ctx.A: the norms' fp32 outputs, SDPA's output, the MLP product) for every projection, trained or not,
         and dequantizes the weight per call (a temporary).  Its F.linear runs under autocast: outputs are
         16-bit as unquantized, and no weight copy is kept.  The adapters are fp32, with autocast's copies.
+  nf4-torchao  torchao's LinearNF4 keeps only the NF4 weight (a parameter; under FSDP2 the gathered one,
+        whose storage FSDP frees after forward and gathers again for backward) and dequantizes it to the
+        input's dtype per call; its F.linear runs under autocast, so outputs are 16-bit as unquantized.  The
+        NF4 weight and peft's adapters are in the compute dtype, as under nf4.
 The adapters keep their input and A's output.  peft casts an adapter's input to the adapter's dtype, then
 autocast casts it to 16 bits: under autocast each adapted projection keeps a 16-bit copy of its own, except
 where the input is already in the adapter's (16-bit) dtype, SDPA's output under nf4.  The norms, rotary
@@ -38,7 +42,7 @@ from harness.estimate.activations import (
 # --quant values whose layers cast their output back to the input's dtype (fp32 under autocast)
 OUTPUT_IN_INPUT_DTYPE = ("nf4",)
 # --quant values whose adapters are made in the compute dtype (no autocast copies of A and B)
-ADAPTERS_IN_COMPUTE_DTYPE = ("nf4",)
+ADAPTERS_IN_COMPUTE_DTYPE = ("nf4", "nf4-torchao")
 # --quant values whose matmul keeps its input whether the weight trains or not
 KEEPS_INPUT = ("int8",)
 

@@ -1,4 +1,6 @@
-"""Quantized frozen base weights (`--quant int8|nf4`): bitsandbytes layers over a materialized model, then LoRA."""
+"""Quantized frozen base weights (`--quant int8|nf4|nf4-torchao`): bitsandbytes layers (int8, nf4) or torchao's
+NF4Tensor (quant_torchao.py) over a materialized model, then LoRA.  nf4 and nf4-torchao shard under FSDP2
+(strategies/fsdp.py quantizes before `fully_shard`); int8 does not."""
 
 from __future__ import annotations
 
@@ -41,10 +43,22 @@ def quantize_blocks(model: nn.Module, spec: RunSpec, device: torch.device) -> No
                 setattr(parent, name.rpartition(".")[2], _quantized(child, spec, device))
 
 
+def compute_dtype(spec: RunSpec) -> torch.dtype:
+    """What a 4-bit weight dequantizes to: the 16-bit dtype under a 16-bit --dtype, else fp32.  bitsandbytes'
+    packed NF4 weight is stored in it too (quant_storage), so FSDP2's mixed-precision cast of the gathered
+    parameters (to that dtype) leaves the packed bits as they are, as the FSDP-QLoRA recipe sets it."""
+    return {"bf16": torch.bfloat16, "bf16-pure": torch.bfloat16, "fp16": torch.float16}.get(spec.dtype,
+                                                                                            torch.float32)
+
+
 def _quantized(linear: nn.Linear, spec: RunSpec, device: torch.device) -> nn.Module:
+    compute = compute_dtype(spec)
+    if spec.quant == "nf4-torchao":
+        from harness.models.quant_torchao import NF4Linear
+
+        return NF4Linear(linear.to("cpu"), compute).to(device)
     import bitsandbytes as bnb
 
-    compute = torch.bfloat16 if spec.dtype in ("bf16", "bf16-pure") else torch.float32
     layer: nn.Module
     if spec.quant == "int8":
         layer = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, bias=False,
@@ -53,8 +67,10 @@ def _quantized(linear: nn.Linear, spec: RunSpec, device: torch.device) -> nn.Mod
                                          has_fp16_weights=False)
     else:
         layer = bnb.nn.Linear4bit(linear.in_features, linear.out_features, bias=False, quant_type="nf4",
-                                  compute_dtype=compute, device="meta")
-        layer.weight = bnb.nn.Params4bit(linear.weight.data.to("cpu"), requires_grad=False, quant_type="nf4")
+                                  compute_dtype=compute, quant_storage=compute, device="meta")
+        # the layer keeps the quant state too (module=): FSDP2 replaces the parameter, and the layer restores it
+        layer.weight = bnb.nn.Params4bit(linear.weight.data.to("cpu"), requires_grad=False, quant_type="nf4",
+                                         quant_storage=compute, module=layer)
     if linear.bias is not None:  # attention biases (Qwen2) stay as they are, frozen beside the quantized weight
         layer.bias = nn.Parameter(linear.bias.data.to("cpu"), requires_grad=False)
     return layer.to(device)  # quantizes on the move

@@ -36,7 +36,9 @@ from harness.core.spec import RunSpec
 from harness.simulate.compile_check import check_compile
 
 CANNOT = {  # knob values the simulator cannot run, and why
-    "quant": "bitsandbytes quantizes real weights in its own CUDA/C++ kernels, which fake tensors cannot enter",
+    "quant": "the quantized parameters are built from real tensors: bitsandbytes' Params4bit/Int8Params wrap their "
+             "data with torch.Tensor._make_subclass, which refuses a FakeTensor, and nn.Module cannot swap torchao's "
+             "NF4Tensor in under fake mode (bitsandbytes' ops have fake kernels; its parameter classes do not)",
     "optimizer=adamw8bit": "torchao's 8-bit AdamW quantizes state blocks through real data",
     "optimizer=adafactor": "torch's Adafactor reads a value on the host each step (.item()), which fake tensors lack",
     "dtype=fp16": "the gradient scaler skips or takes each step from an inf check it reads on the host",

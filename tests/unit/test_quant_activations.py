@@ -1,8 +1,8 @@
 """The quantized-base activation rule (harness/estimate/quant_activations.py) against what autograd really keeps:
-one quantized zoo block's forward under `torch.autograd.graph.saved_tensors_hooks`, plus the tensors the
-quantized layers' custom autograd Functions hold on their ctx (bitsandbytes' MatMul8bitFp keeps its input
-there, out of the hooks' sight).  Every storage counted once; parameters, the quantizers' state and the rotary
-table left out (they exist before the step)."""
+one quantized zoo block's forward (bitsandbytes' or torchao's layers) under
+`torch.autograd.graph.saved_tensors_hooks`, plus the tensors the quantized layers' custom autograd Functions hold
+on their ctx (bitsandbytes' MatMul8bitFp keeps its input there, out of the hooks' sight).  Every storage counted
+once; parameters, the quantizers' state and the rotary table left out (they exist before the step)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,10 @@ def _existing(model: nn.Module) -> set[int]:
             tensors += [t for t in vars(state.state2 or object()).values() if isinstance(t, torch.Tensor)]
         lt = getattr(module, "state", None)
         tensors += [t for t in (getattr(lt, "CB", None), getattr(lt, "SCB", None)) if isinstance(t, torch.Tensor)]
-    return {t.untyped_storage().data_ptr() for t in tensors}
+    for t in list(tensors):  # a wrapper subclass (NF4Tensor) owns no storage: its inner tensors do
+        if hasattr(t, "__tensor_flatten__"):
+            tensors += [getattr(t, name) for name in t.__tensor_flatten__()[0]]
+    return {t.untyped_storage().data_ptr() for t in tensors if not hasattr(t, "__tensor_flatten__")}
 
 
 def _measured(spec: RunSpec) -> int:
@@ -60,8 +63,11 @@ def _measured(spec: RunSpec) -> int:
     materialize(model, torch.device("cpu"), spec.seed)
     model = quantize_and_adapt(model, spec, torch.device("cpu"))
     before, storages = _existing(model), {}
+    params = {id(p) for p in model.parameters()}  # an NF4Tensor weight is saved as the parameter itself
 
     def note(t: torch.Tensor) -> torch.Tensor:
+        if id(t) in params:
+            return t
         storage = t.untyped_storage()
         if storage.data_ptr() not in before:
             storages[storage.data_ptr()] = storage.nbytes()
@@ -81,7 +87,7 @@ def _qk_norm_gqa() -> str:
     return replace(ZOO["tiny"], n_kv_heads=2, qk_norm=True).to_json()
 
 
-@pytest.mark.parametrize("quant", ["int8", "nf4"])
+@pytest.mark.parametrize("quant", ["int8", "nf4", "nf4-torchao"])
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 @pytest.mark.parametrize(("targets", "shape"), [("q,v", ""), ("all-linear", ""), ("all-linear", "qk-norm gqa")])
 def test_a_quantized_blocks_saved_tensors_are_counted_exactly(quant: str, dtype: str, targets: str,
