@@ -25,7 +25,8 @@ RESULTS = Path(__file__).parents[2] / "benchmarks" / "results" / "accuracy-recip
 CASES: dict[str, dict[str, Any]] = json.loads(RESULTS.read_text())["cases"]
 PREDICT_BOUND, SIMULATE_BOUND = 0.05, 0.01
 # each recipe knob value the matrix must hold at least one measured case of
-COVERED: tuple[tuple[str, Any], ...] = (("quant", "int8"), ("quant", "nf4"), ("compile", "blocks"),
+COVERED: tuple[tuple[str, Any], ...] = (("quant", "int8"), ("quant", "nf4"), ("quant", "nf4-torchao"),
+                                         ("compile", "blocks"),
                                          ("compile", "model"))
 
 
