@@ -21,6 +21,8 @@ def assumed_shape(spec: RunSpec) -> dict[str, Any]:
         knobs["ckpt_every"] = spec.ckpt_every
     if spec.lora_rank:
         knobs["lora_targets"] = spec.lora_targets
+    if spec.loss_type != "full":
+        knobs["loss"] = f"{spec.loss_type} ({spec.loss_chunks} chunks)"
     return {"model": spec.model, "params": config_for(spec).param_count(), "strategy": spec.strategy,
             "nproc": spec.nproc, "dp": layout.dp, "tp": layout.tp, "batch_size": spec.batch_size,
             "seq_len": spec.seq_len, "global_batch": spec.batch_size * spec.grad_accum * layout.dp,
@@ -37,7 +39,7 @@ def shape_lines(shape: dict[str, Any]) -> list[str]:
     ckpt = k["activation_checkpointing"] + (f" (1 block in {k['ckpt_every']})" if "ckpt_every" in k else "")
     knobs = [f"dtype {k['dtype']}", f"checkpointing {ckpt}", f"optimizer {k['optimizer']}",
              f"lora rank {k['lora_rank']} on {k['lora_targets']}" if k["lora_rank"] else "no lora",
-             f"quant {k['quant']}"]
+             f"quant {k['quant']}"] + ([f"loss {k['loss']}"] if "loss" in k else [])
     return [f"assumed: {shape['model']} ({shape['params']:,} params), {shape['strategy']} on "
             f"{_plural(shape['nproc'], 'rank')} = {shape['dp']} data-parallel x {shape['tp']} tensor-parallel, "
             f"for {shape['device']}",

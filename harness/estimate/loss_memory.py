@@ -1,4 +1,4 @@
-"""--loss chunked and --activation-checkpointing op in `estimate` (part of predict, harness/estimate/predict.py).
+"""--loss chunked in `estimate` (part of predict, harness/estimate/predict.py).
 
 Chunked loss (harness/models/chunked_loss.py), t tokens, V the vocabulary, c chunks of e = t V / c logits, the
 logits in the compute width w (fp32: 4, else 2), found with a tensor-by-tensor count of a real step and held to
@@ -15,10 +15,6 @@ logits in the compute width w (fp32: 4, else 2), found with a tensor-by-tensor c
 Under FSDP (the root gathered again for backward) the chunked loss is reported as not modelled: where the
 re-gathered root's buffers fall against the chunks' backward has not been found (the rule above with the
 re-gather beside it misses the simulated step by -4% to +7% on tiny).
-
-Op-level checkpointing (harness/models/checkpointing.py) is reported as not modelled: its saved tensors (the
-kept matmul and attention outputs against what autograd keeps anyway) have not been counted against a
-measured step yet; `simulate` runs it as the real code path.
 """
 
 from __future__ import annotations
@@ -26,15 +22,6 @@ from __future__ import annotations
 from harness.core.errors import NotModelled
 from harness.core.spec import RunSpec
 from harness.estimate.activations import BlockBytes, HeadBytes, Shapes
-
-OP_WHY = ("the tensors op-level checkpointing keeps (matmul and attention outputs, every second matmul "
-          "recomputed) are not counted by the activation model yet; `spacetime simulate` runs it")
-
-
-def check_op_checkpointing(spec: RunSpec) -> None:
-    """NotModelled for --activation-checkpointing op (`activation_checkpointing=op: why`)."""
-    if spec.activation_checkpointing == "op":
-        raise NotModelled(f"activation_checkpointing=op: {OP_WHY}")
 
 
 def check_chunked_loss(spec: RunSpec, gathers: bool) -> None:

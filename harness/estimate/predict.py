@@ -18,8 +18,9 @@ from harness.core.spec import RunSpec
 from harness.estimate.activations import Shapes, block_saved_bytes, head_bytes
 from harness.estimate.comm import Comm, fsdp_phases
 from harness.estimate.compile_memory import check_compile
-from harness.estimate.loss_memory import check_chunked_loss, check_op_checkpointing, chunked_loss_phases
+from harness.estimate.loss_memory import check_chunked_loss, chunked_loss_phases
 from harness.estimate.model_bytes import OPTIMIZER_STATE, embedding_grad, lora_params, train_width, weight_bytes
+from harness.estimate.op_checkpoint_memory import op_block_bytes
 from harness.estimate.phases import Prediction, largest_phase
 from harness.estimate.quant_activations import per_block
 from harness.estimate.zero import predict_zero
@@ -45,7 +46,6 @@ def _state(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile) -> dict[str, fl
 def predict(spec: RunSpec, profile: MemoryProfile, device: str = "cuda") -> Prediction:
     """The per-rank peak of `spec` under `profile`; `device` decides the context (and the offload pool)."""
     check_compile(spec)  # NotModelled: Inductor's saved tensors follow no rule found (compile_memory.py)
-    check_op_checkpointing(spec)  # NotModelled (loss_memory.py)
     if profile.zero:
         return predict_zero(spec, profile, device)
     check_chunked_loss(spec, profile.gathered != "none")  # NotModelled under FSDP (loss_memory.py)
@@ -73,6 +73,7 @@ def _phases(cfg: ModelConfig, spec: RunSpec, profile: MemoryProfile, device: str
     """What each phase of the step adds to the parameters and optimizer state (bytes per rank)."""
     shapes = Shapes.of(cfg, spec, profile.tp, casts_params=profile.casts_params, flat=profile.flat)
     blocks = block_saved_bytes(shapes, spec, per_block(spec))  # every block's saved tensors, checkpointing applied
+    blocks = op_block_bytes(shapes, spec, blocks)  # --activation-checkpointing op (op_checkpoint_memory.py)
     head = head_bytes(shapes, spec)
 
     comm = Comm(cfg, spec, profile, state)

@@ -98,7 +98,9 @@ def _optimizer(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, phase: str)
 def _activations(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, phase: str) -> str:
     ckpt = {"off": "checkpointing off; --activation-checkpointing full keeps only each block's input",
             "full": "checkpointing full: each block keeps its input, one block recomputed at a time",
-            "selective": f"checkpointing 1 block in {spec.ckpt_every}"}[spec.activation_checkpointing]
+            "selective": f"checkpointing 1 block in {spec.ckpt_every}",
+            "op": "checkpointing per op: each block keeps its input, matmul and attention outputs"
+            }[spec.activation_checkpointing]
     return (f"{cfg.n_layers} blocks x {spec.batch_size} x {spec.seq_len} tokens of tensors saved for backward "
             f"({ckpt}), and the {cfg.vocab_size:,}-wide logits")
 
