@@ -55,7 +55,7 @@ def from_hf_config(path: Path) -> ModelConfig:
         raise SpecError("model_config", f"{shown(str(path))} holds a JSON {kind}, not an object",
                         "a Hugging Face config.json")
     model_type = data.get("model_type")
-    if model_type not in FAMILIES:
+    if not isinstance(model_type, str) or model_type not in FAMILIES:  # a list or object is no family either
         raise SpecError("model_config", f"{shown(str(path))}: model_type {shown(model_type)} is not a supported "
                         "decoder family", ", ".join(FAMILIES))
     missing = [k for k in _REQUIRED if data.get(k) is None]
