@@ -108,7 +108,7 @@ def test_the_kv_cache_table_marks_cells_above_the_weights_and_the_crossover() ->
 
 
 def test_the_offload_table_sets_each_mode_against_none_and_keeps_the_unsupported_row() -> None:
-    base = {"model": "125m", "load_bytes": 500 * MIB, "ttft_s": 1.0}
+    base: dict[str, Any] = {"model": "125m", "load_bytes": 500 * MIB, "ttft_s": 1.0}
     rows = [_gen(offload="none", peak_bytes=500 * MIB, decode_s_per_token_p50=0.25, **base),
             _gen("unsupported", "--offload cpu on a CPU-only run: nothing to offload", offload="cpu",
                  model="125m"),
@@ -138,7 +138,7 @@ def test_the_report_of_generate_records_draws_memory_against_tokens_per_s(tmp_pa
     from harness.report.generation_plot import generated, point_label
     from harness.report.html_report import write_report
 
-    figures = {"load_bytes": 20 * MIB, "ttft_s": 0.1, "decode_s_per_token_p50": 0.01}
+    figures: dict[str, Any] = {"load_bytes": 20 * MIB, "ttft_s": 0.1, "decode_s_per_token_p50": 0.01}
     rows = [_gen(strategy="single", nproc=1, offload="none", peak_bytes=30 * MIB, tokens_per_s=400.0, **figures),
             _gen(strategy="single", nproc=1, offload="disk", peak_bytes=6 * MIB, tokens_per_s=90.0, **figures),
             _gen(strategy="ddp", nproc=2, peak_bytes=31 * MIB, tokens_per_s=700.0, **figures),
