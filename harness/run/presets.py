@@ -108,8 +108,10 @@ PRESETS: dict[str, Preset] = {
     "levers": Preset(("single",), ("125m",), nproc=1, global_batch=4, seq_len=256, warmup=1, steps=2,
                      variants=_LEVERS, cuda_models=("8b",), table="levers", slow_cpu_fields={"dtype": "fp32"}),
     # the recipes users run, one step at a time under FSDP2: full loss, chunked loss, compiled blocks, op-level
-    # checkpointing, QLoRA (harness/run/recipe_variants.py); each row's peak and time against the row before
-    "recipes": Preset(("fsdp_full_shard",), ("125m",), nproc=2, global_batch=4, seq_len=256, warmup=1, steps=2,
+    # checkpointing, QLoRA (harness/run/recipe_variants.py); each row's peak and time against the row before.
+    # Long sequences, so activations and logits outweigh the model state as in an 8b fine-tune (125m at 2 x 256
+    # peaks in the optimizer step, where no recipe step changes a byte)
+    "recipes": Preset(("fsdp_full_shard",), ("tiny",), nproc=2, global_batch=4, seq_len=1024, warmup=1, steps=2,
                       variants=RECIPES, cuda_models=("8b",), table="levers", slow_cpu_fields={"dtype": "fp32"}),
     # QLoRA (NF4 base, bf16) peak memory by LoRA rank and batch size, as in the source experiment
     "lora-ranks": Preset(("single",), ("125m",), nproc=1, global_batch=1, seq_len=256, warmup=1, steps=1,
