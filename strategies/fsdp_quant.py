@@ -28,7 +28,12 @@ QUANT_LIMITS = {
 
 
 def check_quant(name: str, spec: RunSpec) -> None:
-    """Quantized generation loads its weights after sharding (models/generate.py), which a 4-bit base cannot."""
+    """Quantized generation loads its weights after sharding (models/generate.py), which a 4-bit base cannot;
+    torchao's NF4Tensor does not gather under hybrid sharding (measured with torch 2.13, torchao 0.18)."""
+    if spec.quant == "nf4-torchao" and name == "fsdp_hybrid_shard":
+        raise Unsupported(f"{name} with --quant nf4-torchao: under hybrid sharding FSDP2 hands torchao's "
+                          "NF4Tensor.fsdp_post_all_gather one all-gather output where it unpacks three (scales, "
+                          "factor, data): ValueError; use fsdp_full_shard, or --quant nf4")
     if spec.quant != "none" and spec.workload == "generate":
         raise Unsupported(f"{name} with --quant {spec.quant} --workload generate: the weights are quantized after "
                           "sharding, which the 4-bit layers cannot take; use single or ddp")

@@ -13,6 +13,9 @@ tensors a custom Function holds on its ctx (tests/unit/test_quant_activations.py
         (ctx.A: the norms' fp32 outputs, SDPA's output, the MLP product) for every projection, trained or not,
         and dequantizes the weight per call (a temporary).  Its F.linear runs under autocast: outputs are
         16-bit as unquantized, and no weight copy is kept.  The adapters are fp32, with autocast's copies.
+        On CUDA it trains through MatMul8bitLt instead, which keeps the input as given too (ctx.tensors) but
+        returns its output in the input's dtype, fp32 under autocast, as nf4 does (read from bitsandbytes'
+        source; the CPU path is the one checked here).
   nf4-torchao  torchao's LinearNF4 keeps only the NF4 weight (a parameter; under FSDP2 the gathered one,
         whose storage FSDP frees after forward and gathers again for backward) and dequantizes it to the
         input's dtype per call; its F.linear runs under autocast, so outputs are 16-bit as unquantized.  The
@@ -59,7 +62,8 @@ def quant_saved_in_block(s: Shapes, spec: RunSpec, layer: int = 0) -> float:
     lo = 4.0 if s.compute == "fp32" else 2.0
     t, d, f, tp = s.t, s.d, s.f, s.tp
     q = s.q or s.d
-    fp32_out = auto and spec.quant in OUTPUT_IN_INPUT_DTYPE
+    # on CUDA bitsandbytes trains int8 through MatMul8bitLt, whose output takes its input's dtype
+    fp32_out = auto and (spec.quant in OUTPUT_IN_INPUT_DTYPE or (spec.quant == "int8" and spec.device == "cuda"))
     out_bytes = 4.0 if fp32_out else lo  # projection outputs
     keeps = spec.quant in KEEPS_INPUT
     kind = s.attention[layer] if s.attention else "causal"
@@ -82,7 +86,7 @@ def quant_saved_in_block(s: Shapes, spec: RunSpec, layer: int = 0) -> float:
     # autocast casts that to 16 bits)
     if auto:
         fp32_adapters = spec.quant not in ADAPTERS_IN_COMPUTE_DTYPE
-        inputs += t * f / tp * 2.0 * ((keeps and not fp32_out) + ("w2" in adapted))
+        inputs += t * f / tp * ((out_bytes if keeps else 0.0) + (2.0 if "w2" in adapted else 0.0))
         inputs += t * q / tp * 2.0 if fp32_adapters and "wo" in adapted else 0.0
     else:
         inputs += t * f / tp * lo if (keeps or "w2" in adapted) else 0.0
