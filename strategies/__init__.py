@@ -33,7 +33,7 @@ BUILTINS: dict[str, str] = {  # canonical order: listings, `--preset strategies`
     "single": "strategies.single", "ddp": "strategies.ddp",
     **{name: "strategies.fsdp" for name in ("fsdp_full_shard", "fsdp_shard_grad_op", "fsdp_hybrid_shard",
                                             "fsdp_offload")},
-    "tp": "strategies.tp", "fsdp_tp": "strategies.tp",
+    "tp": "strategies.tp", "fsdp_tp": "strategies.tp", "tp_sp": "strategies.tp", "fsdp_tp_sp": "strategies.tp",
     **{name: "strategies.fsdp1" for name in _FSDP1},
     **{name: "strategies.deepspeed" for name in _ZERO},
     "accelerate_ddp": "strategies.accelerate", "accelerate_fsdp": "strategies.accelerate",

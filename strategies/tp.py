@@ -1,18 +1,22 @@
-"""Tensor parallelism (`tp`) and 2D FSDP2 + TP (`fsdp_tp`) with DTensor's parallelize_module.
+"""Tensor parallelism (`tp`, `tp_sp` with sequence parallelism) and 2D FSDP2 + TP (`fsdp_tp`, `fsdp_tp_sp`)
+with DTensor's parallelize_module; the plans are in strategies/tp_plans.py.
 
 Attention and MLP projections are split Megatron-style (column-parallel in, row-parallel out), the embedding
-row-wise and the output projection column-wise with replicated logits.
+row-wise and the output projection column-wise over the vocabulary; `--loss-parallel` keeps the logits sharded
+over the vocabulary through the cross-entropy.  Async TP and context parallelism are `unsupported` on CPU
+(`unsupported_on_cpu`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from harness.core.errors import SpecError, Unsupported
 from harness.models.zoo import config_for
 from strategies import register
 from strategies.base import ALL_KNOBS, Layout, MemoryProfile, Prepared, Strategy
 from strategies.fsdp import DTENSOR_LIMITS, check_dtensor_combinations, divisors, mixed_precision, shard_model
+from strategies.tp_checks import check_sequence_split
 
 if TYPE_CHECKING:
     from torch import nn
@@ -24,10 +28,14 @@ if TYPE_CHECKING:
 
 @register("tp", "tensor parallel over all ranks: every rank sees the same batch, holds 1/tp of each matrix")
 @register("fsdp_tp", "2D: tensor parallel within --tp ranks, FSDP2 across the dp = nproc/tp groups", fsdp=True)
+@register("tp_sp", "tensor parallel with sequence parallelism: norms and the residual stream hold 1/tp of the "
+          "sequence between blocks", sequence_parallel=True)
+@register("fsdp_tp_sp", "2D: tp_sp within --tp ranks, FSDP2 across the dp = nproc/tp groups", fsdp=True,
+          sequence_parallel=True)
 class TensorParallel(Strategy):
     knobs = ALL_KNOBS - {"quant", "lora", "compile"}
     why_not = {**DTENSOR_LIMITS, "compile": ("not applied to DTensor-sharded blocks here; "
-                                             "use single, ddp or an fsdp_* strategy"),
+               "use single, ddp or an fsdp_* strategy"),
                "lora": "peft's LoRA layers replace the nn.Linear modules that ColwiseParallel and RowwiseParallel "
                        "shard; use single, ddp or an fsdp_* strategy"}
 
@@ -39,11 +47,15 @@ class TensorParallel(Strategy):
         super().check_knobs(spec)
         check_dtensor_combinations(self.name, spec)
 
-    def __init__(self, name: str, description: str = "", fsdp: bool = False) -> None:
+    vocab_parallel = True  # takes --loss-parallel (strategies/tp_checks.py)
+
+    def __init__(self, name: str, description: str = "", fsdp: bool = False, sequence_parallel: bool = False) -> None:
         super().__init__(name, description)
-        self.fsdp = fsdp
-        self.generates = not fsdp  # tensor-parallel inference: every rank the same prompts, 1/tp of each matrix
-        self.shards = "weight matrices by heads/hidden (TP)" + (
+        self.fsdp, self.sequence_parallel = fsdp, sequence_parallel
+        # tensor-parallel inference: every rank the same prompts, 1/tp of each matrix
+        self.generates = not fsdp and not sequence_parallel
+        self.shards = "weight matrices by heads/hidden (TP)" + (", activations between blocks by sequence (SP)"
+                                                                if sequence_parallel else "") + (
             "; then params, grads, optimizer state across dp (FSDP2)" if fsdp else "")
 
     def degree(self, spec: RunSpec) -> int:
@@ -55,7 +67,8 @@ class TensorParallel(Strategy):
         layout = self.layout(spec)
         dp = layout.dp_shard if self.fsdp else 1
         return MemoryProfile(param_div=dp, grad_div=dp, optim_div=dp, tp=layout.tp, casts_params=self.fsdp,
-                             gathered="unit" if self.fsdp else "none", keeps_root=self.fsdp)
+                             gathered="unit" if self.fsdp else "none", keeps_root=self.fsdp,
+                             sequence_parallel=self.sequence_parallel, loss_parallel=spec.loss_parallel)
 
     def layout(self, spec: RunSpec) -> Layout:
         tp = self.degree(spec)
@@ -74,47 +87,38 @@ class TensorParallel(Strategy):
             field = "tp" if spec.tp else "nproc"  # without --tp the degree is the rank count
             raise SpecError(field, f"tp degree {tp} does not divide {spec.model}'s {cfg.n_heads} heads and "
                             f"{cfg.n_kv_heads} kv heads", ok)
+        if self.sequence_parallel:
+            check_sequence_split(spec, tp)
 
     def wrap(self, model: nn.Module, make_optimizer: OptimizerFactory, world: World,
              spec: RunSpec) -> Prepared:
         from harness.models.checkpointing import apply_checkpointing
         from harness.models.materialize import materialize
         from harness.train.step import make_step
+        from strategies.tp_plans import loss_parallel_context, parallelize
 
         layout = self.layout(spec)
         if self.fsdp:
             mesh = world.mesh((layout.dp_shard, layout.tp), ("dp", "tp"))
-            parallelize(model, mesh["tp"])
+            parallelize(model, mesh["tp"], self.sequence_parallel, spec.loss_parallel)
             apply_checkpointing(model, spec)
             shard_model(model, mesh["dp"], mixed_precision(spec))
         else:
-            parallelize(model, world.mesh((layout.tp,), ("tp",)))
+            parallelize(model, world.mesh((layout.tp,), ("tp",)), self.sequence_parallel, spec.loss_parallel)
             apply_checkpointing(model, spec)
         materialize(model, world.device, spec.seed)
         optimizer = make_optimizer(model.parameters())
         # with FSDP its mixed precision policy casts; plain TP autocasts.  Gradients are DTensors either way.
-        step = make_step(model, optimizer, spec, world.device, autocast=not self.fsdp, sharded_grads=True)
+        # --loss-parallel: the cross-entropy and its backward run under loss_parallel() (forward and backward of
+        # every micro-batch), and the loss, a replicated DTensor, comes back as a plain tensor.
+        step = make_step(model, optimizer, spec, world.device, autocast=not self.fsdp, sharded_grads=True,
+                         sync=loss_parallel_context if spec.loss_parallel else None)
         return Prepared(model, optimizer, step)
 
     def wrap_generate(self, model: nn.Module, world: World, spec: RunSpec) -> nn.Module:
         from harness.models.generate import load_weights
+        from strategies.tp_plans import parallelize
 
         parallelize(model, world.mesh((self.degree(spec),), ("tp",)))
         return load_weights(model, world.device, spec)  # each rank's KV cache holds its 1/tp of the kv heads
 
-
-def parallelize(model: Any, tp_mesh: Any) -> None:
-    from torch.distributed.tensor import Replicate
-    from torch.distributed.tensor.parallel import ColwiseParallel, ParallelStyle, RowwiseParallel, parallelize_module
-
-    parallelize_module(model, tp_mesh, {
-        "tok_embeddings": RowwiseParallel(input_layouts=Replicate(), output_layouts=Replicate()),
-        "output": ColwiseParallel(output_layouts=Replicate()),
-    })
-    if model.cfg.tie_embeddings:  # both are Shard(0) over the vocabulary: tie the DTensor again
-        model.output.weight = model.tok_embeddings.weight
-    plan: dict[str, ParallelStyle] = {f"attention.{n}": ColwiseParallel() for n in ("wq", "wk", "wv")}
-    plan.update({"attention.wo": RowwiseParallel(), "feed_forward.w2": RowwiseParallel(),
-                 "feed_forward.w1": ColwiseParallel(), "feed_forward.w3": ColwiseParallel()})
-    for block in model.layers:
-        parallelize_module(block, tp_mesh, plan)

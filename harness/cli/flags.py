@@ -97,6 +97,8 @@ def shape_flags(p: argparse.ArgumentParser, sweep: bool, target: bool = False) -
     d, add = RunSpec(), _Adder(p, sweep)
     add("--seq-len", d.seq_len, "tokens per sequence", type=int_arg)
     add("--tp", d.tp, "tensor-parallel degree (0: the strategy's default)", preset=False, type=int_arg)
+    add("--loss-parallel", d.loss_parallel, "tp, tp_sp, fsdp_tp, fsdp_tp_sp: keep the logits sharded over the "
+        "vocabulary into the cross-entropy (loss parallelism)", preset=False, action="store_true")
     add("--dp-replicate", d.dp_replicate, "HSDP replica groups (0: the strategy's default, 2)", preset=False,
         type=int_arg)
     add("--pp", d.pp, "pipeline ranks (0: the strategy's default)", preset=False, type=int_arg)

@@ -30,6 +30,8 @@ class MemoryProfile:
     keeps_root: bool = False  # FSDP2's default for the root: its gathered parameters kept from forward to backward
     zero: int = 0  # DeepSpeed ZeRO stage: its buffers are modelled in harness/estimate/zero.py
     flat: bool = False  # FSDP1's flat parameters: a unit's gradient covers all of it once anything in it trains
+    sequence_parallel: bool = False  # TP with SP: the residual stream and norms hold 1/tp of the sequence
+    loss_parallel: bool = False  # TP's logits (and their gradient) stay 1/tp of the vocabulary into the loss
 
 
 class PeakFigures:

@@ -39,6 +39,7 @@ class RunSpec:
     quant: str = "none"  # none, int8, nf4: frozen base weights (needs lora_rank > 0)
     optimizer: str = "adamw"  # adamw, adamw8bit, sgd, adafactor
     grad_accum: int = 1  # micro-batches per optimizer step
+    loss_parallel: bool = False  # tensor-parallel strategies: logits sharded over the vocabulary into the loss
     loss_type: str = "full"  # --loss: full, or chunked (projection and cross-entropy per chunk of the sequence)
     loss_chunks: int = 8  # chunked loss: chunks of the sequence (torchtune's default)
     compile: str = "off"  # off, blocks (torch.compile each transformer block), model (the whole model)

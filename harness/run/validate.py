@@ -14,6 +14,7 @@ from harness.models.zoo import ZOO, ModelConfig
 from harness.run.workload_checks import check_generation, check_workload
 from strategies import get_strategy, strategy_names
 from strategies.pipeline_checks import refuse_pipeline_fields
+from strategies.tp_checks import refuse_loss_parallel
 
 RANKS_PER_CORE = 8  # a measured CPU run: more ranks per core than this measures contention, not the strategy
 
@@ -45,6 +46,7 @@ def validate(spec: RunSpec, measure: bool = True, planned: bool = False) -> RunS
     strategy = get_strategy(spec.strategy)
     if not strategy.pipelines:
         refuse_pipeline_fields(spec, spec.strategy)
+    refuse_loss_parallel(spec, strategy)
     strategy.check(spec)
     strategy.check_knobs(spec)
     check_generation(spec, strategy, measure)

@@ -86,7 +86,8 @@ def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, spec: RunSpec,
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 loss = forward_loss(x, y) / accum
             (scaler.scale(loss) if scaler else loss).backward()
-        return loss.detach()
+        share = loss.detach()  # under loss parallelism a replicated DTensor: each rank's copy of the loss
+        return share.to_local() if hasattr(share, "to_local") else share
 
     def finish() -> None:
         if scaler:

@@ -32,6 +32,50 @@ def predicted_error(record: Record) -> float:
     return predict(record.spec, profile, device=record.spec.device).peak_bytes / min(record.peak_bytes_per_rank) - 1
 
 
+# the tensor-parallel variants beside the smoke preset, on its global batch: sequence parallelism, loss
+# parallelism, and both under FSDP2 on a 2 x 2 mesh
+TP_VARIANTS = {"tp_sp": ("tp_sp", False, 2), "tp loss_parallel": ("tp", True, 2),
+               "fsdp_tp_sp": ("fsdp_tp_sp", False, 4), "fsdp_tp_sp loss_parallel": ("fsdp_tp_sp", True, 4)}
+
+
+@pytest.fixture(scope="module")
+def tp_variants() -> dict[str, Record]:
+    specs = [plan("smoke", RunSpec(loss_parallel=lp), strategies=(name,), nproc=n)[0]
+             for name, lp, n in TP_VARIANTS.values()]
+    return dict(zip(TP_VARIANTS, run_sweep(specs, store_path=None, show_progress=False), strict=True))
+
+
+@pytest.mark.parametrize("case", TP_VARIANTS)
+def test_tensor_parallel_variants_match_single(smoke: dict[str, Record], tp_variants: dict[str, Record],
+                                               case: str) -> None:
+    record, reference = tp_variants[case], smoke["single"]
+    assert record.status == "ok", f"{case}: {record.error}"
+    assert record.global_batch == reference.global_batch and record.spec.nproc == TP_VARIANTS[case][2]
+    assert record.loss is not None and reference.loss is not None
+    assert record.loss == pytest.approx(reference.loss, rel=1e-4)
+    assert abs(predicted_error(record)) <= 0.05, f"{case}: predicted {predicted_error(record):+.1%}"
+
+
+def test_sequence_and_loss_parallelism_lower_the_measured_peak(smoke: dict[str, Record],
+                                                               tp_variants: dict[str, Record]) -> None:
+    """At the same shape, sequence parallelism and loss parallelism each measure below plain TP, by the bytes
+    the model says they save (within 5% of the saving)."""
+    from strategies import get_strategy
+
+    def predicted(record: Record) -> int:
+        profile = get_strategy(record.spec.strategy).memory_profile(record.spec)
+        assert profile is not None
+        return predict(record.spec, profile, device=record.spec.device).peak_bytes
+
+    tp = smoke["tp"]
+    assert tp.peak_bytes is not None
+    for case in ("tp_sp", "tp loss_parallel"):
+        record = tp_variants[case]
+        assert record.peak_bytes is not None and record.peak_bytes < tp.peak_bytes
+        saved, modelled = tp.peak_bytes - record.peak_bytes, predicted(tp) - predicted(record)
+        assert saved == pytest.approx(modelled, rel=0.05), case
+
+
 def test_smoke_preset_covers_every_core_strategy(smoke: dict[str, Record]) -> None:
     assert list(smoke) == list(CORE)
     for name, record in smoke.items():
