@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from harness.core.memory import MemoryProfile
 from harness.core.spec import RunSpec
-from harness.estimate.activations import Shapes, block_saved_bytes, head_bytes
+from harness.estimate.activations import Shapes
 from harness.estimate.comm import Comm, fsdp_phases
 from harness.estimate.compile_memory import check_compile
 from harness.estimate.loss_memory import check_chunked_loss, chunked_loss_phases
@@ -23,6 +23,7 @@ from harness.estimate.model_bytes import OPTIMIZER_STATE, embedding_grad, lora_p
 from harness.estimate.op_checkpoint_memory import op_block_bytes
 from harness.estimate.phases import Prediction, largest_phase
 from harness.estimate.quant_activations import per_block
+from harness.estimate.tp_activations import tp_block_bytes, tp_head_bytes
 from harness.estimate.zero import predict_zero
 from harness.models.zoo import ModelConfig, config_for
 
@@ -72,9 +73,10 @@ def _phases(cfg: ModelConfig, spec: RunSpec, profile: MemoryProfile, device: str
             state: dict[str, float]) -> dict[str, dict[str, float]]:
     """What each phase of the step adds to the parameters and optimizer state (bytes per rank)."""
     shapes = Shapes.of(cfg, spec, profile.tp, casts_params=profile.casts_params, flat=profile.flat)
-    blocks = block_saved_bytes(shapes, spec, per_block(spec))  # every block's saved tensors, checkpointing applied
+    # every block's saved tensors, checkpointing applied; TP's sequence and loss parallelism (tp_activations.py)
+    blocks = tp_block_bytes(shapes, spec, profile, per_block(spec))
     blocks = op_block_bytes(shapes, spec, blocks)  # --activation-checkpointing op (op_checkpoint_memory.py)
-    head = head_bytes(shapes, spec)
+    head = tp_head_bytes(shapes, spec, profile)
 
     comm = Comm(cfg, spec, profile, state)
     acts = blocks.total + head.forward
