@@ -3,8 +3,7 @@ with DTensor's parallelize_module; the plans are in strategies/tp_plans.py.
 
 Attention and MLP projections are split Megatron-style (column-parallel in, row-parallel out), the embedding
 row-wise and the output projection column-wise over the vocabulary; `--loss-parallel` keeps the logits sharded
-over the vocabulary through the cross-entropy.  Async TP and context parallelism are `unsupported` on CPU
-(`unsupported_on_cpu`).
+over the vocabulary through the cross-entropy.
 """
 
 from __future__ import annotations

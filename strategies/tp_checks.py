@@ -1,6 +1,5 @@
 """Checks of the tensor-parallel variants' fields, before anything is launched: --loss-parallel only where the
-strategy shards the vocabulary, and sequence parallelism only where --seq-len splits over the TP degree.  Async
-TP and context parallelism: why they do not run on CPU."""
+strategy shards the vocabulary, and sequence parallelism only where --seq-len splits over the TP degree."""
 
 from __future__ import annotations
 
@@ -12,13 +11,6 @@ if TYPE_CHECKING:
     from harness.core.spec import RunSpec
 
 TP_STRATEGIES = "tp, tp_sp, fsdp_tp, fsdp_tp_sp"
-# what the variants torchtitan also runs would need; none of it exists on a CPU build of torch
-UNSUPPORTED_ON_CPU = {
-    "async TP": "it overlaps the TP collectives with the matmuls through symmetric memory "
-                "(torch._symmetric_memory), which exists on CUDA only",
-    "context parallelism": "it shards attention over the sequence with ring attention on CUDA's flash and "
-                           "efficient SDPA kernels, which a CPU build of torch does not have",
-}
 
 
 def refuse_loss_parallel(spec: RunSpec, strategy: Any) -> None:
