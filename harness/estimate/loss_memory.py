@@ -12,28 +12,20 @@ logits in the compute width w (fp32: 4, else 2), found with a tensor-by-tensor c
             waiting (t V w): where the output weight trains, its per-chunk gradients are summed out of place, so
             at the second chunk the (c - 2) chunks' gradients still waiting sit beside three weight-sized
             tensors (the sum so far, the new one, their sum) in the compute width.
-Under FSDP (the root gathered again for backward) the chunked loss is reported as not modelled: where the
-re-gathered root's buffers fall against the chunks' backward has not been found (the rule above with the
-re-gather beside it misses the simulated step by -4% to +7% on tiny).
+Under FSDP the root is gathered again (comm.py's re-gather) once every chunk's loss backward is done, as
+after the full loss's, the last block prefetched with it: the projections' backward holds both.
 """
 
 from __future__ import annotations
 
-from harness.core.errors import NotModelled
 from harness.core.spec import RunSpec
 from harness.estimate.activations import BlockBytes, HeadBytes, Shapes
 
 
-def check_chunked_loss(spec: RunSpec, gathers: bool) -> None:
-    """NotModelled for --loss chunked under a strategy that gathers parameters (FSDP)."""
-    if spec.loss_type == "chunked" and gathers:
-        raise NotModelled("loss=chunked: where FSDP's re-gathered root falls against the chunks' backward is not "
-                          "modelled; `spacetime simulate` runs it")
-
-
 def chunked_loss_phases(s: Shapes, spec: RunSpec, blocks: BlockBytes, head: HeadBytes,
-                        phases: dict[str, dict[str, float]]) -> None:
-    """Replace the full loss's terms in `phases` (predict's) with the chunked loss's, in place."""
+                        phases: dict[str, dict[str, float]], gathered: float = 0.0) -> None:
+    """Replace the full loss's terms in `phases` (predict's) with the chunked loss's, in place.  `gathered`:
+    under FSDP, the root and one block as gathered (comm.py's gathered_bytes)."""
     if spec.loss_type != "chunked":
         return
     c = spec.loss_chunks
@@ -47,7 +39,12 @@ def chunked_loss_phases(s: Shapes, spec: RunSpec, blocks: BlockBytes, head: Head
     trains = not spec.lora_rank
     weight = 3 * s.vocab * s.d / s.tp * width if trains and c > 1 else 0.0
     projections = -logits + max(c - 2, 0) * chunk / 4.0 * width + weight + 2 * s.t / c * s.d * 4.0
-    if "output projection" in phases:
-        phases["output projection"]["activations"] = in_loss
+    if "forward end" in phases:  # the chunks were made in forward (predict's "output projection", as the full
+        # loss's logits); the loss runs after it, with what forward's end holds (FSDP's root resharded)
+        phases["chunks' loss"] = {**phases["forward end"], "activations": in_loss}
     if "backward start" in phases:
         phases["backward start"]["temporaries"] = max(first_loss, projections)
+    if "root re-gathered" in phases:  # every chunk's loss backward done, the root comes back (as the full
+        # loss's), the last block prefetched with it; the projections' backward follows with both gathered
+        phases["backward start"]["temporaries"] = first_loss
+        phases["chunks' backward"] = {"activations": acts, "temporaries": projections, "comm": gathered}

@@ -16,9 +16,9 @@ from __future__ import annotations
 from harness.core.memory import MemoryProfile
 from harness.core.spec import RunSpec
 from harness.estimate.activations import Shapes
-from harness.estimate.comm import Comm, fsdp_phases
+from harness.estimate.comm import Comm, fsdp_phases, gathered_bytes
 from harness.estimate.compile_memory import check_compile
-from harness.estimate.loss_memory import check_chunked_loss, chunked_loss_phases
+from harness.estimate.loss_memory import chunked_loss_phases
 from harness.estimate.model_bytes import OPTIMIZER_STATE, embedding_grad, lora_params, train_width, weight_bytes
 from harness.estimate.op_checkpoint_memory import op_block_bytes
 from harness.estimate.phases import Prediction, largest_phase
@@ -49,7 +49,6 @@ def predict(spec: RunSpec, profile: MemoryProfile, device: str = "cuda") -> Pred
     check_compile(spec)  # NotModelled: Inductor's saved tensors follow no rule found (compile_memory.py)
     if profile.zero:
         return predict_zero(spec, profile, device)
-    check_chunked_loss(spec, profile.gathered != "none")  # NotModelled under FSDP (loss_memory.py)
     cfg = config_for(spec)
     state = _state(cfg, spec, profile)
     if profile.tp > 1 and profile.gathered == "none" and not spec.lora_rank:  # the embedding's gradient is
@@ -101,7 +100,8 @@ def _phases(cfg: ModelConfig, spec: RunSpec, profile: MemoryProfile, device: str
                                              "comm": comm.last_reduce}  # DDP's buckets (no gathering here)
     if profile.gathered != "none":
         phases.update(fsdp_phases(cfg, spec, profile, state, comm, blocks, head))
-    chunked_loss_phases(shapes, spec, blocks, head, phases)  # --loss chunked: its terms for the full loss's
+    # --loss chunked: its terms for the full loss's (loss_memory.py)
+    chunked_loss_phases(shapes, spec, blocks, head, phases, sum(gathered_bytes(cfg, spec, profile)))
     if spec.grad_accum > 1:  # FSDP skips its reduce-scatter until the last micro-batch: unsharded until then
         accumulated = state["grads"] * (profile.grad_div if profile.gathered != "none" else 1)
         for name in _ACCUMULATING:
