@@ -27,7 +27,8 @@ PREDICT_BOUND, SIMULATE_BOUND = 0.05, 0.01
 # each recipe knob value the matrix must hold at least one measured case of
 COVERED: tuple[tuple[str, Any], ...] = (("quant", "int8"), ("quant", "nf4"), ("quant", "nf4-torchao"),
                                          ("compile", "blocks"),
-                                         ("compile", "model"))
+                                         ("compile", "model"), ("loss_type", "chunked"),
+                                         ("activation_checkpointing", "op"))
 
 
 def spec_of(name: str) -> RunSpec:
