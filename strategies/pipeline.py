@@ -62,12 +62,13 @@ class Pipeline(Strategy):
             "; params, grads, optimizer state within a stage (FSDP2)" if fsdp else "")
 
     def degree(self, spec: RunSpec) -> int:
-        """--pp, else 2 for the FSDP combinations, else the most ranks (dividing the world) whose stages x
-        virtual stages the model's blocks can fill."""
+        """--pp; else for the FSDP combinations 2 (or one stage per --tp group where 2 x tp ranks do not divide
+        the world); else the most ranks (dividing the world) whose stages x virtual stages the blocks can fill."""
         if spec.pp:
             return spec.pp
-        if self.fsdp:
-            return 2 if spec.nproc % 2 == 0 else spec.nproc
+        if self.fsdp:  # 2 stages where the ranks take them with --tp each, else every tp group a stage
+            tp = self.tp_degree(spec)
+            return 2 if spec.nproc % (2 * tp) == 0 else max(spec.nproc // tp, 1)
         n, small = spec.nproc, range(1, isqrt(spec.nproc) + 1)
         fits = [p for d in small if n % d == 0 for p in (d, n // d)
                 if p * self.virtual(spec) <= config_for(spec).n_layers]

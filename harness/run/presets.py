@@ -14,6 +14,7 @@ from harness.run.generation_variants import KV_CACHE_GRID, OFFLOAD_MODES
 from harness.run.recipe_variants import RECIPES
 from strategies import get_strategy, strategy_names
 
+MODEL_PARALLEL = ("ddp", "fsdp_full_shard", "tp", "tp_sp", "pp_gpipe", "pp_1f1b", "pp_interleaved", "fsdp_tp_pp")
 CORE = ("single", "ddp", "fsdp_full_shard", "fsdp_shard_grad_op", "fsdp_hybrid_shard", "fsdp_offload", "tp",
         "fsdp_tp")
 
@@ -130,6 +131,9 @@ PRESETS: dict[str, Preset] = {
     # generation on 125m with the weights offloaded nowhere, to host memory and to disk, each against none
     "offload": Preset(("single",), ("125m",), nproc=1, global_batch=1, seq_len=80, warmup=1, steps=1,
                       variants=OFFLOAD_MODES, table="offload"),
+    # data, sharded, tensor, sequence and pipeline parallelism side by side on 4 ranks and one global batch:
+    # each rank's peak (pipeline stages differ), step time and, for the pipelines, the bubble beside its theory
+    "model-parallel": Preset(MODEL_PARALLEL, ("tiny",), nproc=4, global_batch=8, seq_len=64, warmup=1, steps=3),
 }
 
 

@@ -128,3 +128,14 @@ def test_simulate_says_why_it_cannot_run_a_pipeline(cli: Cli) -> None:
     code, err = cli(["simulate", "--model", "tiny", "--strategy", "pp_1f1b", "--nproc", "2", "--device", "cpu"])
     assert code == 1
     assert "cannot simulate pp_1f1b" in err and "fake process group" in err and "DataDependentOutputException" in err
+
+
+def test_the_model_parallel_preset_plans_every_layout_on_one_global_batch() -> None:
+    from harness.run.presets import MODEL_PARALLEL, plan
+
+    specs = plan("model-parallel", RunSpec())
+    assert [s.strategy for s in specs] == list(MODEL_PARALLEL)
+    for spec in specs:
+        valid = validate(spec.with_(device="cpu"))
+        assert valid.nproc == 4
+        assert valid.batch_size * get_strategy(spec.strategy).layout(valid).dp == 8
