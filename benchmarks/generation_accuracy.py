@@ -1,11 +1,14 @@
 """Build `benchmarks/results/generation-accuracy-cpu.json`: the generate workload measured on the CPU over a
 matrix of cases (strategy x dtype x cache kind x beams x batch/context, and the quantized loads), each case's
 load, prefill and decode peaks and KV cache bytes as `spacetime run --workload generate --json` records them.
-tests/accuracy/test_generation_accuracy.py holds the estimate (harness/estimate/generation.py) to them.
+tests/accuracy/test_generation_accuracy.py holds the estimate (harness/estimate/generation.py) to them, and the
+simulated figures (`spacetime simulate --workload generate --device cpu --json`, stored as each case's
+`simulated`) to them.
 
-    python -m benchmarks.generation_accuracy            # every case (about a minute each on 2 cores)
-    python -m benchmarks.generation_accuracy --only N   # the cases whose name contains N, merged into the file
-    python -m benchmarks.generation_accuracy --table    # the summary, from the file
+    python -m benchmarks.generation_accuracy              # every case (about a minute each on 2 cores)
+    python -m benchmarks.generation_accuracy --only N     # the cases whose name contains N, merged into the file
+    python -m benchmarks.generation_accuracy --simulated  # simulate every case again; the measured figures stay
+    python -m benchmarks.generation_accuracy --table      # the summary, from the file
 
 A case's figures are the record's: each the largest over the ranks, which here all run one shape.
 """
@@ -67,6 +70,28 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     return {key: record[key] for key in FIGURES}
 
 
+def simulated(spec: dict[str, Any]) -> dict[str, Any]:
+    """One case through `spacetime simulate --workload generate`, as a user runs it: its figures."""
+    flags = [f"--{key.replace('_', '-')}={value}" for key, value in spec.items()]
+    cmd = [sys.executable, "-m", "harness.cli", "simulate", "--workload", "generate", "--device", "cpu", *flags,
+           "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if proc.returncode:
+        return {"not_simulated": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
+    return {key: json.loads(proc.stdout.strip().splitlines()[-1])[key] for key in FIGURES}
+
+
+def build_simulated(only: str | None) -> None:
+    """Each case's `simulated` figures (or why it is not simulated), beside the measured ones already there."""
+    data = json.loads(OUT.read_text())
+    for name, case in sorted(data["cases"].items()):
+        if only and only not in name:
+            continue
+        print(name, flush=True)
+        case["simulated"] = simulated(case["spec"])
+        OUT.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
 def build(only: str | None) -> None:
     data = json.loads(OUT.read_text()) if OUT.exists() else {"cases": {}}
     data.update(machine=f"{cpu_model()}, gloo ({platform.machine()})", date=time.strftime("%Y-%m-%d", time.gmtime()),
@@ -79,7 +104,7 @@ def build(only: str | None) -> None:
         if only and only not in name:
             continue
         print(name, flush=True)
-        data["cases"][name] = {"spec": spec, "measured": measure(spec)}
+        data["cases"][name] = {**data["cases"].get(name, {}), "spec": spec, "measured": measure(spec)}
         OUT.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
@@ -92,11 +117,17 @@ def table() -> None:
         predicted = predict_generation(spec, "cpu").to_json()
         errors = " ".join(f"{key.split('_')[0]} {predicted[key] / case['measured'][key] - 1:+.2%}"
                           for key in FIGURES)
-        print(f"{name:48} {errors}")
+        sim = case.get("simulated", {})
+        simulated = " ".join(f"{key.split('_')[0]} {sim[key] / case['measured'][key] - 1:+.2%}"
+                             for key in FIGURES if key in sim) or sim.get("not_simulated", "")
+        print(f"{name:48} estimate {errors} | simulate {simulated}")
 
 
 if __name__ == "__main__":
+    ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
     if "--table" in sys.argv:
         table()
+    elif "--simulated" in sys.argv:
+        build_simulated(ONLY)
     else:
-        build(sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None)
+        build(ONLY)
