@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from harness.models.attend import attend
+
 KV_CACHE_KINDS = ("static", "dynamic")
 
 
@@ -35,14 +37,19 @@ class LayerCache:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (self.k, self.v) if t is not None)
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: int, n_rep: int) -> torch.Tensor:
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: int, n_rep: int,
+               softcap: float = 0.0, window: int = 0) -> torch.Tensor:
         """Attention of q (rows, s, heads, head_dim) over the cache after storing k, v (rows, s, kv_heads,
-        head_dim) at pos; returns (rows, s, heads x head_dim)."""
+        head_dim) at pos; returns (rows, s, heads x head_dim).  Softcapped scores (`softcap` > 0) or a window
+        shorter than the keys (`window` > 0) go through the written-out attention the uncached forward uses
+        (harness/models/attend.py), the queries the last positions of the keys."""
         b, s = q.shape[:2]
         keys, values = self.update(k.transpose(1, 2), v.transpose(1, 2), pos)
         if n_rep > 1:
             keys = keys.repeat_interleave(n_rep, dim=1)
             values = values.repeat_interleave(n_rep, dim=1)
+        if softcap > 0 or 0 < window < keys.shape[2]:
+            return attend(q.transpose(1, 2), keys, values, softcap, window).transpose(1, 2).reshape(b, s, -1)
         mask = None
         if s > 1 and pos > 0:  # a chunk after earlier positions: causal, aligned to the last key
             mask = torch.ones(s, pos + s, dtype=torch.bool, device=q.device).tril(diagonal=pos)

@@ -75,7 +75,8 @@ class Attention(nn.Module):
         q, k = apply_rope(q, rope), apply_rope(k, rope)
         v = self.wv(x).view(b, s, -1, self.head_dim)
         if cache is not None:  # generation: keys and values of earlier positions come from the cache
-            return self.wo(cache.attend(q, k, v, pos, self.n_rep))
+            return self.wo(cache.attend(q, k, v, pos, self.n_rep, self.cfg.attn_softcap,
+                                        self.cfg.window_of(self.layer)))
         if self.n_rep > 1:
             k = k.repeat_interleave(self.n_rep, dim=2)
             v = v.repeat_interleave(self.n_rep, dim=2)
