@@ -2,15 +2,17 @@
 of a fake process group loads the zoo model with the strategy's own `wrap_generate` under fake mode and the
 stand-ins, then runs the real generation loop (harness/models/generate.py) under the tracker, phase by phase as
 a measured run does (harness/train/generate_measure.py): the figure after loading, a short warm-up generation,
-then one generation whose prefill and decode peaks are taken apart, and the KV cache's bytes at its end."""
+then one generation whose prefill and decode peaks are taken apart, and the KV cache's bytes at its end.  Which
+decode steps run the blocks in full: harness/simulate/decode_steps.py."""
 
 from __future__ import annotations
 
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch._dynamo  # noqa: F401  # the model's meta initialisation imports it: here it loads with the rest
+from torch import nn
 
 from harness.core.memory import CUDA_CONTEXT_BYTES
 from harness.core.progress import current
@@ -19,6 +21,7 @@ from harness.models.generate import Generation, generation_steps, new_cache, pro
 from harness.models.llama import build_model
 from harness.models.zoo import config_for
 from harness.simulate.cpu_scratch import run_threads
+from harness.simulate.decode_steps import ENDS, SteppedModel
 from harness.simulate.fake_mode import SimFakeMode
 from harness.simulate.fake_run import fake_world
 from harness.simulate.phase_tracker import PhaseTracker
@@ -37,19 +40,20 @@ def _rank_prompts(spec: RunSpec, dp: int, vocab: int) -> torch.Tensor:
 
 
 def _generation(model: Any, prompt: torch.Tensor, spec: RunSpec, new_tokens: int, kv_heads: int,
-                out: Generation) -> Any:
+                out: Generation, ends: int | None) -> Any:
     rows, max_len = prompt.shape[0] * spec.num_beams, prompt.shape[1] + new_tokens
     cache = new_cache(model, spec.kv_cache, rows, max_len, generate_dtype(spec), prompt.device, kv_heads)
-    return generation_steps(model, prompt, new_tokens, spec.num_beams, cache, out)
+    stepped = cast(nn.Module, SteppedModel(model, new_tokens, ends))
+    return generation_steps(stepped, prompt, new_tokens, spec.num_beams, cache, out)
 
 
-def _memory_pass(model: Any, prompt: torch.Tensor, spec: RunSpec, kv_heads: int,
-                 tracker: PhaseTracker) -> dict[str, int]:
+def _memory_pass(model: Any, prompt: torch.Tensor, spec: RunSpec, kv_heads: int, tracker: PhaseTracker,
+                 ends: int | None) -> dict[str, int]:
     """generate_measure.memory_pass on the tracker: the prefill's peak (the cache, the prompt's forward, the
     first token), then the decode steps' peak, and the cache's bytes at the end."""
     out = Generation()
     tracker.reset_peak()
-    steps = _generation(model, prompt, spec, spec.new_tokens, kv_heads, out)
+    steps = _generation(model, prompt, spec, spec.new_tokens, kv_heads, out, ends)
     current().show("simulate: prefill")
     next(steps)
     prefill = tracker.peak()
@@ -63,8 +67,9 @@ def _memory_pass(model: Any, prompt: torch.Tensor, spec: RunSpec, kv_heads: int,
     return {"prefill_peak_bytes": prefill, "decode_peak_bytes": decode, "kv_cache_bytes": out.cache.nbytes()}
 
 
-def generation_peaks(spec: RunSpec, device: str) -> dict[str, int]:
-    """Rank 0's load bytes, prefill and decode peaks and KV cache bytes for `spec` on a `device` target."""
+def generation_peaks(spec: RunSpec, device: str, ends: int | None = ENDS) -> dict[str, int]:
+    """Rank 0's load bytes, prefill and decode peaks and KV cache bytes for `spec` on a `device` target; the
+    blocks run in full in the first and last `ends` decode steps (None: in every step)."""
     strategy = get_strategy(spec.strategy)
     layout = strategy.layout(spec)
     cfg = config_for(spec)
@@ -83,8 +88,10 @@ def generation_peaks(spec: RunSpec, device: str) -> dict[str, int]:
             prompt = _rank_prompts(spec, layout.dp, cfg.vocab_size)
             load = tracker.now()
             current().show("simulate: warm-up generation")
-            for _ in _generation(model, prompt, spec, min(WARMUP_TOKENS, spec.new_tokens), kv_heads, Generation()):
+            warmup = _generation(model, prompt, spec, min(WARMUP_TOKENS, spec.new_tokens), kv_heads, Generation(),
+                                 ends)
+            for _ in warmup:
                 pass
-            figures = _memory_pass(model, prompt, spec, kv_heads, tracker)
+            figures = _memory_pass(model, prompt, spec, kv_heads, tracker, ends)
     context = CUDA_CONTEXT_BYTES if device == "cuda" else 0
     return {"load_bytes": load, **figures, "context_bytes": context}
