@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-_FLAGS = {"timeout_s": "--timeout"}  # fields whose CLI flag is not the field name
+_FLAGS = {"timeout_s": "--timeout", "loss_type": "--loss"}  # fields whose CLI flag is not the field name
 
 
 class SpecError(ValueError):
