@@ -113,7 +113,8 @@ _MEASURE: list[tuple[str, Values | None]] = [  # run and sweep only: no figure o
                                 "h:\u0663")), ("--rdzv-id", choices(["spacetime", "job-1"]))]
 _FIGURES: list[tuple[str, Values | None]] = [  # every command's: the shape and the knobs
     ("--seq-len", ints("seq_len")), ("--device", choices(["auto", "cpu", "cuda"])), ("--tp", ints("tp")),
-    ("--dp-replicate", ints("dp_replicate")), ("--dtype", choices(DTYPES)),
+    ("--dp-replicate", ints("dp_replicate")), ("--pp", ints("pp")), ("--pp-virtual", ints("pp_virtual")),
+    ("--pp-microbatches", ints("pp_microbatches")), ("--dtype", choices(DTYPES)),
     ("--activation-checkpointing", choices(CHECKPOINTING)), ("--ckpt-every", ints("ckpt_every")),
     ("--lora-rank", ints("lora_rank")),
     ("--lora-targets", choices(["q,v", "all-linear", "q,k,v,o,gate,up,down", "gate"], ",", "q,x", "all")),
@@ -121,7 +122,7 @@ _FIGURES: list[tuple[str, Values | None]] = [  # every command's: the shape and 
     ("--compile", choices(COMPILE, "inductor")),
     ("--set", SETS)]
 _SPEC = [*_FIGURES, *_MEASURE]
-_GENERATE: list[tuple[str, Values | None]] = [  # run and estimate: the generate workload's shape
+_GENERATE: list[tuple[str, Values | None]] = [  # run, estimate and simulate: the generate workload's shape
     ("--workload", choices(WORKLOADS, "inference")), ("--prompt-len", ints("prompt_len")),
     ("--new-tokens", ints("new_tokens")), ("--num-beams", ints("num_beams")),
     ("--kv-cache", choices(KV_CACHES, "paged")), ("--offload", choices(OFFLOADS, "nvme"))]
@@ -146,7 +147,7 @@ FLAGS: dict[str, list[tuple[str, Values | None]]] = {
               ("--fail-on-error", None), ("--predict", None), ("--simulate", None)],
     "estimate": [*_ONE, *_FIGURES, *_GENERATE, *_FIT, ("--max-batch", None), ("--max-context", None),
                  ("--inference", None)],
-    "simulate": [*_ONE, *_FIGURES, *_FIT, *_PROGRESS],
+    "simulate": [*_ONE, *_FIGURES, *_GENERATE, *_FIT, *_PROGRESS],
 }
 FILE_FLAGS = {command: ("--model-config", "--store") if command in ("run", "sweep") else ("--model-config",)
               for command in COMMANDS}

@@ -68,7 +68,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     store's writers and subprocesses replaced by failures."""
     from harness.core.host import git_commit, gpu_driver
     from harness.run import launch, store, sweep
-    from harness.simulate import runner, separate_process
+    from harness.simulate import generate_runner, runner, separate_process
     from strategies import list_strategies
 
     folder = tmp_path_factory.mktemp("bad-input")
@@ -80,8 +80,14 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         _run(["run", "--dry-run", "--strategy", name, "--nproc", "2"])
     real_check = runner.check_simulable
 
+    real_generation_check = generate_runner.check_generation_simulable
+
     def stub(spec: Any, device: str = "cpu") -> Any:
         real_check(spec)
+        raise SimulationReached
+
+    def generation_stub(spec: Any, device: str = "cpu") -> Any:
+        real_generation_check(spec)
         raise SimulationReached
 
     with pytest.MonkeyPatch.context() as patch:
@@ -89,6 +95,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                              (store, "save"), (separate_process, "simulated_peak"), (subprocess, "Popen")):
             patch.setattr(module, name, _forbidden(f"{module.__name__}.{name}"), raising=False)
         patch.setattr(runner, "simulate", stub)
+        patch.setattr(generate_runner, "simulate_generation", generation_stub)
         yield folder
 
 
