@@ -15,7 +15,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from harness.core.knobs import CHECKPOINTING, COMPILE, DTYPES, KV_CACHES, OFFLOADS, OPTIMIZERS, QUANT, WORKLOADS
+from harness.core.knobs import CHECKPOINTING, COMPILE, DTYPES, KV_CACHES, LOSSES, OFFLOADS, OPTIMIZERS, QUANT, WORKLOADS
 from harness.core.limits import LIMITS
 from harness.estimate.fit import GPUS
 from harness.models.hf_config import HF_KEYS
@@ -119,7 +119,8 @@ _FIGURES: list[tuple[str, Values | None]] = [  # every command's: the shape and 
     ("--lora-rank", ints("lora_rank")),
     ("--lora-targets", choices(["q,v", "all-linear", "q,k,v,o,gate,up,down", "gate"], ",", "q,x", "all")),
     ("--quant", choices(QUANT)), ("--optimizer", choices(OPTIMIZERS)), ("--grad-accum", ints("grad_accum")),
-    ("--compile", choices(COMPILE, "inductor")),
+    ("--compile", choices(COMPILE, "inductor")), ("--loss", choices(LOSSES, "fused")),
+    ("--loss-chunks", ints("loss_chunks")),
     ("--set", SETS)]
 _SPEC = [*_FIGURES, *_MEASURE]
 _GENERATE: list[tuple[str, Values | None]] = [  # run, estimate and simulate: the generate workload's shape
