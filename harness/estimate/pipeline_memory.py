@@ -13,9 +13,11 @@ it (FSDP2 within a stage); without sharding, stage replicas hold it whole.  FSDP
 stage gathered (reshard_after_forward=False) and its gradients unsharded (the schedule turns gradient sync off
 until the last backward), so both are whole from the first forward until the reduce-scatter.  The peak is the
 warm-up's end (every chunk in flight, no gradient yet) or a backward: every gradient beside the chunks still
-held, and one block's backward temporaries or the loss's (see `_phases`); or the optimizer step.  Every
-micro-batch's receive buffers (the input from the stage before, the gradient from the one after) stay for the
-step.  Measured against the CPU matrix: benchmarks/pipeline_accuracy.py.
+held, and one block's backward temporaries, the loss's, or (every backward after a stage's first) a gradient
+built beside the one kept and added to it, on the last stage the output projection's, while that micro-batch's
+chunk is still whole (see `_phases`); or the optimizer step.  Every micro-batch's receive buffers (the input
+from the stage before, the gradient from the one after) stay for the step.  Measured against the CPU matrix:
+benchmarks/pipeline_accuracy.py.
 """
 
 from __future__ import annotations
@@ -82,21 +84,45 @@ def _chunk_activations(cfg: ModelConfig, micro_spec: RunSpec, blocks: range, las
     return saved + shapes.t * cfg.dim * 4.0
 
 
-def _phases(cfg: ModelConfig, micro_spec: RunSpec, local: list[range], last: bool, flight: int, steady: bool,
-            grads: float, tp: int) -> dict[str, dict[str, float]]:
+def _flight_by_stage(flight: int, pp: int, virtual: int, micro: int) -> list[int]:
+    """How the chunks in flight spread over the rank's local stages: torch's interleaved warm-up runs a round of
+    r = M // max(1, M // p) micro-batches through each local stage in turn, the rest through the last one."""
+    per_round = min(micro // max(1, micro // pp), micro)
+    counts = [min(per_round, flight - per_round * j) if flight > per_round * j else 0 for j in range(virtual - 1)]
+    counts.append(min(flight - sum(counts), micro))
+    for j in range(virtual - 1):  # past the warm-up (every micro-batch in flight): the earlier stages fill up
+        counts[j] += min(micro - counts[j], flight - sum(counts))
+    return counts
+
+
+def _phases(cfg: ModelConfig, micro_spec: RunSpec, local: list[range], last: bool, counts: list[int], steady: bool,
+            grads: float, accumulate: float, tp: int) -> dict[str, dict[str, float]]:
     """The rank's warm-up end (every micro-batch in flight, no gradient yet, the loss's gradients on the last
     stage) and its backward: all gradients beside the chunks still held, one block's backward temporaries (as
-    large as what the block saved) or the loss's.  With a steady state (1F1B, interleaved: more micro-batches
-    than the warm-up) a forward refills the chunk each backward frees; otherwise (GPipe, or no steady state)
-    one chunk is gone by the time every gradient exists."""
+    large as what the block saved), the loss's, or a gradient being accumulated with the input gradient it
+    sends (`accumulate`).  With a steady state (1F1B, interleaved: more micro-batches than the warm-up) a forward
+    refills the chunk each backward frees; otherwise (GPipe, or no steady state) one chunk of the last local
+    stage (backward first) is gone by the time every gradient exists.  `counts`: chunks in flight per local
+    stage."""
     shapes = Shapes.of(cfg, micro_spec, tp)
-    chunk = max(_chunk_activations(cfg, micro_spec, blocks, last and i == len(local) - 1, tp)
-                for i, blocks in enumerate(local))
+    chunks = [_chunk_activations(cfg, micro_spec, blocks, last and i == len(local) - 1, tp)
+              for i, blocks in enumerate(local)]
+    flight = sum(n * c for n, c in zip(counts, chunks, strict=True))
     head = head_bytes(shapes, micro_spec).backward if last else 0.0
     block = max(saved_in_block(shapes, micro_spec, i) for blocks in local for i in blocks)
-    held = flight if steady else flight - 1
-    return {"warm-up end": {"activations": flight * chunk, "temporaries": head},
-            "backward": {"grads": grads, "activations": held * chunk, "temporaries": max(block, head)}}
+    held = flight if steady else flight - chunks[-1]
+    return {"warm-up end": {"activations": flight, "temporaries": head},
+            "backward": {"grads": grads, "activations": held,
+                         "temporaries": max(block, head, accumulate + shapes.t * cfg.dim * 4.0)}}
+
+
+def _largest_gradient(cfg: ModelConfig, spec: RunSpec, last: bool, tp: int) -> float:
+    """A backward after a stage's first builds each parameter's gradient in a new buffer and adds it to the one
+    kept.  The output projection's comes first, while the micro-batch's chunk is whole (the embedding's comes
+    last, once the chunk is freed), so on the last stage it is a temporary beside every gradient and chunk;
+    elsewhere a block's widest projection."""
+    widest = max(cfg.vocab_size if last else 0, cfg.ffn_dim, cfg.q_dim)
+    return cfg.dim * widest / tp * train_width(spec)
 
 
 def _optimizer_temporaries(cfg: ModelConfig, spec: RunSpec, params: float, has_head: bool, tp: int) -> float:
@@ -132,8 +158,10 @@ def predict_stages(spec: RunSpec, plan: PipelinePlan) -> list[StageMemory]:
         held = {"params": params * master, "optimizer": params * OPTIMIZER_STATE.get(spec.optimizer, 8.0) * width / 4,
                 # every micro-batch's receive buffers: the input from the stage before, the gradient from the next
                 "comm": spec.batch_size * spec.seq_len * cfg.dim * 4.0 * ((0 not in mine) + (total - 1 not in mine))}
-        phases = _phases(cfg, micro_spec, [blocks[s] for s in mine], total - 1 in mine, flight,
-                         schedule != "gpipe" and micro * virtual > flight, grads * shard, tp)
+        phases = _phases(cfg, micro_spec, [blocks[s] for s in mine], total - 1 in mine,
+                         _flight_by_stage(flight, pp, virtual, micro),
+                         schedule != "gpipe" and micro * virtual > flight, grads * shard,
+                         _largest_gradient(cfg, spec, total - 1 in mine, tp), tp)
         if shard > 1:  # FSDP2 in a pipeline: gathered from the first forward until the last backward's reduce
             for name in ("warm-up end", "backward"):
                 phases[name]["comm"] = params * shard * master

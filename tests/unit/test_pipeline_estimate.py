@@ -11,7 +11,7 @@ import pytest
 
 from harness.core.errors import NotModelled
 from harness.core.spec import RunSpec
-from harness.estimate.pipeline_memory import in_flight, predict_stages, stage_params
+from harness.estimate.pipeline_memory import _flight_by_stage, in_flight, predict_stages, stage_params
 from harness.models.zoo import get_config
 from strategies.pipeline_checks import PipelinePlan
 
@@ -26,6 +26,28 @@ def test_in_flight_by_schedule() -> None:
     assert interleaved == [11, 9, 7, 5]  # chunks of half a stage: between 1F1B's 2(p - i) halves and GPipe's 16
     with pytest.raises(NotModelled):
         in_flight("zb", 0, 4, 2, 8)
+
+
+def test_interleaved_chunks_spread_over_local_stages_as_torch_warms_up() -> None:
+    """A round of r = M // max(1, M // p) micro-batches per earlier local stage, the rest on the last one."""
+    assert _flight_by_stage(3, 2, 2, 4) == [2, 1]  # the last rank of 2, 2 virtual stages, 4 micro-batches
+    assert _flight_by_stage(5, 2, 2, 4) == [2, 3]
+    assert _flight_by_stage(8, 2, 2, 4) == [4, 4]  # every micro-batch through both
+    assert _flight_by_stage(4, 4, 1, 8) == [4]
+    for rank in range(4):
+        flight = in_flight("interleaved", rank, 4, 2, 8)
+        assert sum(_flight_by_stage(flight, 4, 2, 8)) == flight
+
+
+@pytest.mark.parametrize("micro", [4, 8])
+def test_gpipe_last_stage_backward_holds_the_output_projections_gradient_being_accumulated(micro: int) -> None:
+    """From a stage's second backward on, the output projection's gradient is built beside the one kept while
+    every other micro-batch's chunk is still held: a temporary that does not shrink with the micro-batch."""
+    spec = RunSpec(model="tiny", batch_size=8, seq_len=32, device="cpu", nproc=4)
+    cfg = get_config("tiny")
+    last = predict_stages(spec, PipelinePlan("gpipe", 4, 1, micro))[-1]
+    assert last.phase == "backward"
+    assert last.breakdown["temporaries"] >= cfg.vocab_size * cfg.dim * 4
 
 
 def test_stages_hold_the_model_once() -> None:
