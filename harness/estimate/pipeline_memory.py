@@ -14,10 +14,10 @@ stage gathered (reshard_after_forward=False) and its gradients unsharded (the sc
 until the last backward), so both are whole from the first forward until the reduce-scatter.  The peak is the
 warm-up's end (every chunk in flight, no gradient yet) or a backward: every gradient beside the chunks still
 held, and one block's backward temporaries, the loss's, or (every backward after a stage's first) a gradient
-built beside the one kept and added to it, on the last stage the output projection's, while that micro-batch's
-chunk is still whole (see `_phases`); or the optimizer step.  Every micro-batch's receive buffers (the input
-from the stage before, the gradient from the one after) stay for the step.  Measured against the CPU matrix:
-benchmarks/pipeline_accuracy.py.
+built beside the one kept and added to it: on the last stage the output projection's, while that micro-batch's
+chunk is still whole, on the first the embedding's, once it is freed (see `_phases`); or the optimizer step.
+Every micro-batch's receive buffers (the input from the stage before, the gradient from the one after) stay for
+the step.  Measured against the CPU matrix: benchmarks/pipeline_accuracy.py.
 """
 
 from __future__ import annotations
@@ -96,14 +96,15 @@ def _flight_by_stage(flight: int, pp: int, virtual: int, micro: int) -> list[int
 
 
 def _phases(cfg: ModelConfig, micro_spec: RunSpec, local: list[range], last: bool, counts: list[int], steady: bool,
-            grads: float, accumulate: float, tp: int) -> dict[str, dict[str, float]]:
+            grads: float, accumulate: tuple[float, float], tp: int) -> dict[str, dict[str, float]]:
     """The rank's warm-up end (every micro-batch in flight, no gradient yet, the loss's gradients on the last
     stage) and its backward: all gradients beside the chunks still held, one block's backward temporaries (as
-    large as what the block saved), the loss's, or a gradient being accumulated with the input gradient it
-    sends (`accumulate`).  With a steady state (1F1B, interleaved: more micro-batches than the warm-up) a forward
-    refills the chunk each backward frees; otherwise (GPipe, or no steady state) one chunk of the last local
-    stage (backward first) is gone by the time every gradient exists.  `counts`: chunks in flight per local
-    stage."""
+    large as what the block saved), the loss's, or a gradient being accumulated (`accumulate`: the largest
+    made at the backward's start, with the input gradient it sends, and the embedding's, made at its end once
+    the first stage's chunk is freed).  With a steady state (1F1B, interleaved: more micro-batches than the
+    warm-up) a forward refills the chunk each backward frees; otherwise (GPipe, or no steady state) one chunk
+    of the last local stage (backward first) is gone by the time every gradient exists.  `counts`: chunks in
+    flight per local stage."""
     shapes = Shapes.of(cfg, micro_spec, tp)
     chunks = [_chunk_activations(cfg, micro_spec, blocks, last and i == len(local) - 1, tp)
               for i, blocks in enumerate(local)]
@@ -113,16 +114,18 @@ def _phases(cfg: ModelConfig, micro_spec: RunSpec, local: list[range], last: boo
     held = flight if steady else flight - chunks[-1]
     return {"warm-up end": {"activations": flight, "temporaries": head},
             "backward": {"grads": grads, "activations": held,
-                         "temporaries": max(block, head, accumulate + shapes.t * cfg.dim * 4.0)}}
+                         "temporaries": max(block, head, accumulate[0] + shapes.t * cfg.dim * 4.0,
+                                            accumulate[1] - chunks[0])}}
 
 
-def _largest_gradient(cfg: ModelConfig, spec: RunSpec, last: bool, tp: int) -> float:
+def _accumulated(cfg: ModelConfig, spec: RunSpec, first: bool, last: bool, tp: int) -> tuple[float, float]:
     """A backward after a stage's first builds each parameter's gradient in a new buffer and adds it to the one
-    kept.  The output projection's comes first, while the micro-batch's chunk is whole (the embedding's comes
-    last, once the chunk is freed), so on the last stage it is a temporary beside every gradient and chunk;
-    elsewhere a block's widest projection."""
+    kept.  The output projection's comes first, while the micro-batch's chunk is whole, so on the last stage it
+    is a temporary beside every gradient and chunk (elsewhere a block's widest projection); the embedding's
+    (dense, vocabulary x dim) comes last, once the first stage's chunk is freed."""
     widest = max(cfg.vocab_size if last else 0, cfg.ffn_dim, cfg.q_dim)
-    return cfg.dim * widest / tp * train_width(spec)
+    embedding = cfg.vocab_size * cfg.dim / tp * train_width(spec) if first else 0.0
+    return cfg.dim * widest / tp * train_width(spec), embedding
 
 
 def _optimizer_temporaries(cfg: ModelConfig, spec: RunSpec, params: float, has_head: bool, tp: int) -> float:
@@ -161,7 +164,7 @@ def predict_stages(spec: RunSpec, plan: PipelinePlan) -> list[StageMemory]:
         phases = _phases(cfg, micro_spec, [blocks[s] for s in mine], total - 1 in mine,
                          _flight_by_stage(flight, pp, virtual, micro),
                          schedule != "gpipe" and micro * virtual > flight, grads * shard,
-                         _largest_gradient(cfg, spec, total - 1 in mine, tp), tp)
+                         _accumulated(cfg, spec, 0 in mine, total - 1 in mine, tp), tp)
         if shard > 1:  # FSDP2 in a pipeline: gathered from the first forward until the last backward's reduce
             for name in ("warm-up end", "backward"):
                 phases[name]["comm"] = params * shard * master
