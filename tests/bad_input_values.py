@@ -120,7 +120,7 @@ _FIGURES: list[tuple[str, Values | None]] = [  # every command's: the shape and 
     ("--lora-targets", choices(["q,v", "all-linear", "q,k,v,o,gate,up,down", "gate"], ",", "q,x", "all")),
     ("--quant", choices(QUANT)), ("--optimizer", choices(OPTIMIZERS)), ("--grad-accum", ints("grad_accum")),
     ("--compile", choices(COMPILE, "inductor")), ("--loss", choices(LOSSES, "fused")),
-    ("--loss-chunks", ints("loss_chunks")),
+    ("--loss-chunks", ints("loss_chunks")), ("--loss-parallel", None),
     ("--set", SETS)]
 _SPEC = [*_FIGURES, *_MEASURE]
 _GENERATE: list[tuple[str, Values | None]] = [  # run, estimate and simulate: the generate workload's shape
