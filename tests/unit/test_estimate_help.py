@@ -104,6 +104,8 @@ def _changes(tmp_path: Path) -> dict[str, tuple[list[str], list[str]]]:
         "--quant": (["--lora-rank", "8"], ["--quant", "nf4"]),
         "--optimizer": ([], ["--optimizer", "sgd"]),
         "--grad-accum": ([], ["--grad-accum", "2"]),
+        "--loss": ([], ["--loss", "chunked"]),
+        "--loss-chunks": (["--loss", "chunked"], ["--loss-chunks", "2"]),
         "--model-config": ([], ["--model-config", str(config)]),
         "--set": ([], ["--set", "n_layers=8"]),
         "--workload": ([], ["--workload", "generate"]),
