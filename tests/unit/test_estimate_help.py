@@ -90,6 +90,7 @@ def _changes(tmp_path: Path) -> dict[str, tuple[list[str], list[str]]]:
         "--batch-size": ([], ["--batch-size", "8"]),
         "--seq-len": ([], ["--seq-len", "256"]),
         "--tp": (["--strategy", "fsdp_tp", "--nproc", "8"], ["--tp", "4"]),
+        "--loss-parallel": (["--strategy", "tp", "--nproc", "2"], ["--loss-parallel"]),
         "--dp-replicate": (["--strategy", "fsdp_hybrid_shard", "--nproc", "8"], ["--dp-replicate", "4"]),
         "--pp": (["--strategy", "pp_1f1b", "--nproc", "4"], ["--pp", "2"]),
         "--pp-virtual": (["--strategy", "pp_interleaved", "--nproc", "2"], ["--pp-virtual", "1"]),
