@@ -17,6 +17,7 @@ from harness.cli.progress_flag import add_progress_flags
 from harness.core.errors import SpecError, Unsupported
 from harness.core.progress import current
 from harness.core.spec import RunSpec
+from harness.run.presets import PRESETS
 
 
 def add_parsers(sub: Any) -> None:
@@ -31,8 +32,7 @@ def add_parsers(sub: Any) -> None:
                      "config (DeepSpeed's JSON) without launching; --device cuda is checked for a host with "
                      "the GPUs it needs")
     sweep = sub.add_parser("sweep", help="measure a preset matrix of specs")
-    sweep.add_argument("--preset", default="smoke", help="smoke, strategies, memory, gpu, levers, lora-ranks, "
-                       "accuracy, inference, kv-cache or offload (harness/run/presets.py)")
+    sweep.add_argument("--preset", default="smoke", help=f"{', '.join(PRESETS)} (harness/run/presets.py)")
     sweep.add_argument("--models", help="comma-separated zoo names (replace the preset's)")
     sweep.add_argument("--strategies", help="comma-separated strategy names (replace the preset's)")
     sweep.add_argument("--nproc", type=int_arg, default=None, help=f"{NPROC_HELP}, for every strategy but single "
