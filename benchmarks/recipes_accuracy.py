@@ -6,6 +6,7 @@ test_recipes_accuracy.py holds them to 5% (predicted) and 1% (simulated).
     spacetime run --model tiny --nproc 2 --strategy fsdp_full_shard --loss chunked --store S ...
     python -m benchmarks.recipes_accuracy add S [S2 ...]   # merge the stores' ok records into the file
     python -m benchmarks.recipes_accuracy --table          # the summary, from the file
+    python -m benchmarks.recipes_accuracy --resimulate quant  # simulate again the cases setting that knob
 
 A case is named by its model, strategy, ranks and every knob off its default, so records of one spec from
 several stores (repeats) are one case.  Its reference, as in benchmarks/accuracy.py, is the smallest
@@ -130,13 +131,38 @@ def add(stores: list[Path]) -> int:
     return 0
 
 
+def resimulate(knob: str) -> int:
+    """Simulate again every case whose spec sets `knob`; the measured and predicted figures stay."""
+    from harness.core.errors import NotModelled, Unsupported
+    from harness.core.spec import RunSpec
+    from harness.run.validate import validate
+    from harness.simulate.runner import simulate
+
+    data = json.loads(OUT.read_text())
+    names = [name for name, case in data["cases"].items() if knob in case["spec"]]
+    for i, name in enumerate(names):
+        case = data["cases"][name]
+        spec = validate(RunSpec(**case["spec"], device="cpu"), measure=False)
+        try:
+            case["simulated_bytes"], case["simulated_why_not"] = simulate(spec, "cpu").peak_bytes, None
+        except (NotModelled, Unsupported) as why:
+            case["simulated_bytes"], case["simulated_why_not"] = None, str(why)
+        s = error(case["simulated_bytes"], case)
+        print(f"[{i + 1}/{len(names)}] {name}: simulated {'-' if s is None else f'{s:+.2%}'}", flush=True)
+    OUT.write_text(json.dumps(data, indent=1) + "\n")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if argv == ["--table"]:
         print(summary_table(json.loads(OUT.read_text())["cases"]))
         return 0
+    if len(argv) == 2 and argv[0] == "--resimulate":
+        return resimulate(argv[1])
     if len(argv) >= 2 and argv[0] == "add":
         return add([Path(a) for a in argv[1:]])
-    print("usage: python -m benchmarks.recipes_accuracy add STORE [STORE ...] | --table", file=sys.stderr)
+    print("usage: python -m benchmarks.recipes_accuracy add STORE [STORE ...] | --table | --resimulate KNOB",
+          file=sys.stderr)
     return 2
 
 

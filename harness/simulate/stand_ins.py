@@ -16,7 +16,9 @@ Each stand-in is a context manager (or an adapter) that changes nothing a real r
 - fake storages have no data, so every data pointer reads 0: FSDP1's checks of whether a storage is
   allocated and whether two tensors share one (data-pointer comparisons) get an address per storage;
 - profiler annotations (FSDP's `record_function` ranges) are not dispatched: each one went through the
-  tracker and fake mode as an op, 12% of a 7b FSDP2 + TP simulation, and none holds a tensor.
+  tracker and fake mode as an op, 12% of a 7b FSDP2 + TP simulation, and none holds a tensor;
+- bitsandbytes' quantized layers (`--quant int8|nf4`) hold plain parameters of their packed bytes and their
+  quant state instead of Params4bit / Int8Params (harness/simulate/quant_stand_ins.py).
 """
 
 from __future__ import annotations
@@ -218,6 +220,7 @@ def stand_ins(device: str, comm: Callable[[], AbstractContextManager[Any]],
     the communication buffers they make are made inside `comm()`, and `shard` is told of a reduce-scatter's
     output (gloo_buffers)."""
     from harness.simulate.dtensor import dtensor_propagation
+    from harness.simulate.quant_stand_ins import quantized_stand_ins
 
     return [fake_ddp(), real_meshes(), cuda_rounding(device == "cuda"), gloo_buffers(device == "cpu", comm, shard),
-            dtensor_propagation(), quiet_profiler(), meta_sharding(), storage_addresses()]
+            dtensor_propagation(), quiet_profiler(), meta_sharding(), storage_addresses(), quantized_stand_ins()]
