@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.table import Table
 
 from harness.core.memory import CATEGORIES
@@ -29,9 +30,10 @@ def print_pipeline_estimate(spec: RunSpec, stages: list[StageMemory], out: dict[
         print(line)
     bubble = out.get("bubble_theory")
     title = f"per pipeline rank (GiB), {spec.strategy}" + ("" if bubble is None else f", bubble {bubble:.1%}")
-    table = Table(title=title, header_style="bold")
+    table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
+                  padding=0)  # the box puts one space between columns: 80 fit
     shown = [k for k in CATEGORIES if any(s.breakdown.get(k) for s in stages)]  # no empty columns
-    short = {"optimizer": "optim", "activations": "acts", "temporaries": "temps"}
+    short = {"optimizer": "optim", "activations": "acts", "temporaries": "temps", "context": "ctx"}
     for name in ("rank", "stages", "blocks", "in\nflight", *(short.get(k, k) for k in shown), "peak", "device"):
         table.add_column(name, justify="right")
     for s in stages:
