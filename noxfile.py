@@ -155,11 +155,11 @@ def gate(session: nox.Session) -> None:
 @nox.session(venv_params=VENV, default=False)
 def accuracy(session: nox.Session) -> None:
     """The CPU accuracy matrix measured again (tiny twice, then 125m) with predicted and simulated peaks beside
-    it, rewritten into benchmarks/results/accuracy-cpu.json; then tests/test_accuracy.py on the new figures.
+    it, rewritten into benchmarks/results/accuracy-cpu.json; then tests/accuracy/test_accuracy.py on the new figures.
     Hours on a CPU without fast bf16: 125m's 16-bit rows run about 30x slower than fp32 there."""
     _install(session, "dev")
     runs = Path(session.create_tmp()) / "accuracy"
     session.run("spacetime", "sweep", "--preset", "accuracy", "--store", str(runs / "a"))
     session.run("spacetime", "sweep", "--preset", "accuracy", "--models", "tiny", "--store", str(runs / "b"))
     session.run("python", "-m", "benchmarks.accuracy", str(runs / "a"), str(runs / "b"))
-    session.run("python", "-m", "pytest", "tests/test_accuracy.py", *session.posargs)
+    session.run("python", "-m", "pytest", "tests/accuracy/test_accuracy.py", *session.posargs)
