@@ -1,5 +1,7 @@
-"""Quantized base layers for `simulate` (`--quant int8|nf4`): bitsandbytes' own layer classes holding the bytes
-the real layers hold, without the parameter classes fake tensors cannot build.
+"""Quantized base layers for `simulate` (`--quant int8|nf4|nf4-torchao`): bitsandbytes' own layer classes holding
+the bytes the real layers hold, without the parameter classes fake tensors cannot build.  torchao's NF4Linear
+(nf4-torchao) runs as it is: to_nf4 quantizes a fake tensor as it does a real one.  All three need peft to add
+adapters under fake mode, which `_fake_safe_to` allows.
 
 bitsandbytes quantizes by wrapping real data in Params4bit / Int8Params (torch.Tensor._make_subclass, which
 refuses a FakeTensor) and running its quantize kernels on it.  Here each block projection becomes the same
@@ -136,17 +138,19 @@ def stand_in_layer(linear: nn.Linear, spec: RunSpec, device: torch.device) -> nn
 
 
 def _fake_safe_to(original: Any) -> Any:
-    """nn.Module.to for fake tensors: each tensor `.to` changes becomes a new parameter (or buffer) in place of
-    the old, which is freed, as a real `.to` frees it; one it leaves as it is stays, allocating nothing.  On a
-    fake tensor nn.Module swaps every tensor with what `.to` returned, which fails where that is the tensor itself
-    or is still referenced (peft moves each new adapter, and the layer it wraps, to the base weight's device and
-    dtype)."""
-    from torch._subclasses.fake_tensor import FakeTensor
+    """nn.Module.to, and where it fails on a fake tensor, the rest done tensor by tensor: each tensor `.to`
+    changes becomes a new parameter (or buffer) in place of the old, which is freed, as a real `.to` frees it;
+    one it leaves as it is stays, allocating nothing.  On a fake tensor nn.Module swaps every tensor with what
+    `.to` returned, which fails where that is the tensor itself (peft moves each new adapter, and the layer it
+    wraps, to the base weight's device and dtype); the tensors swapped before the failure are moved already."""
 
     def to(module: nn.Module, *args: Any, **kwargs: Any) -> nn.Module:
-        device, dtype, non_blocking, memory_format = torch._C._nn._parse_to(*args, **kwargs)
-        if memory_format is not None or not any(isinstance(t, FakeTensor) for t in module.parameters()):
+        try:
             return original(module, *args, **kwargs)
+        except RuntimeError as error:
+            if "Couldn't swap" not in str(error):
+                raise
+        device, dtype, non_blocking, _ = torch._C._nn._parse_to(*args, **kwargs)
         for sub in module.modules():
             for table in (sub._parameters, sub._buffers):
                 for name, tensor in table.items():
@@ -155,7 +159,7 @@ def _fake_safe_to(original: Any) -> Any:
                     keep = dtype if tensor.is_floating_point() or tensor.is_complex() else None
                     moved = tensor.to(device, keep, non_blocking)
                     if moved is not tensor:
-                        table[name] = nn.Parameter(moved, tensor.requires_grad) if table is sub._parameters else moved
+                        table[name] = nn.Parameter(moved, tensor.requires_grad) if table is sub._parameters else moved  # type: ignore[assignment]
         return module
 
     return to
@@ -172,6 +176,8 @@ def quantized_stand_ins() -> Iterator[None]:
     matmul: list[Any] = []  # bitsandbytes' module and its MatMul8bitFp, once replaced
 
     def build(linear: nn.Linear, spec: RunSpec, device: torch.device) -> nn.Module:
+        if spec.quant not in ("int8", "nf4"):  # torchao's NF4Tensor is its own
+            return saved[0](linear, spec, device)
         if spec.quant == "int8" and not matmul:
             from bitsandbytes.autograd import _functions as bnb_functions
 

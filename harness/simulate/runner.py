@@ -36,9 +36,6 @@ from harness.core.spec import RunSpec
 from harness.simulate.compile_check import check_compile
 
 CANNOT = {  # knob values the simulator cannot run, and why
-    "quant=nf4-torchao": "torchao's NF4Tensor is built from real tensors (to_nf4 quantizes data), and peft cannot "
-                         "move its adapters beside an NF4Tensor under fake mode (int8 and nf4 run with "
-                         "stand-in layers: harness/simulate/quant_stand_ins.py)",
     "optimizer=adamw8bit": "torchao's 8-bit AdamW quantizes state blocks through real data",
     "optimizer=adafactor": "torch's Adafactor reads a value on the host each step (.item()), which fake tensors lack",
     "dtype=fp16": "the gradient scaler skips or takes each step from an inf check it reads on the host",

@@ -62,3 +62,32 @@ def test_simulated_tiny_nf4_single_within_1_percent_of_measured() -> None:
     case = json.loads(RESULTS.read_text())["cases"]["tiny-single-n1-4x128-lora_rank=8-quant=nf4"]
     spec = validate(RunSpec(**case["spec"], device="cpu"), measure=False)
     assert abs(simulate(spec, "cpu").peak_bytes / case["reference_bytes"] - 1) <= 0.01
+
+
+def test_modules_move_under_fake_mode_as_for_real() -> None:
+    """peft moves adapters to the base layer's device and dtype: a fake module keeps the tensors `.to` leaves
+    as they are (the same objects, as a real `.to` keeps them) and gets what it changes."""
+    from harness.simulate.fake_mode import SimFakeMode
+    from harness.simulate.quant_stand_ins import quantized_stand_ins
+
+    with quantized_stand_ins(), SimFakeMode(allow_non_fake_inputs=True):
+        linear = nn.Linear(8, 4)
+        weight = linear.weight
+        assert linear.to("cpu").weight is weight
+        linear.to(torch.bfloat16)
+        assert linear.weight.dtype is torch.bfloat16 and linear.bias.dtype is torch.bfloat16
+        assert isinstance(linear.weight, nn.Parameter) and linear.weight.requires_grad
+
+
+def test_int8_matmul_is_bitsandbytes_own_outside_the_simulation() -> None:
+    from bitsandbytes.autograd import _functions
+
+    from harness.simulate.quant_stand_ins import quantized_stand_ins
+
+    original = _functions.MatMul8bitFp
+    with quantized_stand_ins():
+        from harness.models import quantize
+
+        quantize._quantized(nn.Linear(8, 4), RunSpec(model="tiny", quant="int8", lora_rank=8), torch.device("cpu"))
+        assert _functions.MatMul8bitFp is not original  # keeps its input as a saved tensor
+    assert _functions.MatMul8bitFp is original

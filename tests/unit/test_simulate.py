@@ -36,7 +36,7 @@ def test_json_has_estimates_keys_and_fits(cli: Any, capsys: pytest.CaptureFixtur
     (["--strategy", "zero3", "--nproc", "2"], "cannot simulate zero3: DeepSpeed"),
     (["--strategy", "fsdp1_offload", "--nproc", "2"], "cannot simulate fsdp1_offload: FSDP1's CPUOffload"),
     (["--strategy", "accelerate_ddp", "--nproc", "2"], "cannot simulate accelerate_ddp"),
-    (["--lora-rank", "8", "--quant", "nf4-torchao"], "cannot simulate --quant nf4-torchao: torchao's NF4Tensor"),
+    (["--dtype", "fp16"], "cannot simulate --dtype fp16: the gradient scaler"),
     (["--optimizer", "adamw8bit"], "cannot simulate --optimizer adamw8bit"),
 ])
 def test_says_plainly_what_it_cannot_simulate(cli: Any, args: list[str], reason: str) -> None:
