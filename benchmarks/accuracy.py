@@ -24,13 +24,13 @@ worker holds the work until it re-takes its lock), which can only add.
 from __future__ import annotations
 
 import json
-import platform
 import statistics
 import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from benchmarks.matrix_file import write_matrix
 from harness.core.units import MIB
 
 OUT = Path(__file__).parent / "results" / "accuracy-cpu.json"
@@ -138,14 +138,7 @@ def main(argv: list[str]) -> int:
         print(f"[{i + 1}/{len(cases)}] {name}: reference {case['reference_bytes'] / MIB:.2f} MiB, "
               f"predicted {case['predicted_bytes'] / case['reference_bytes'] - 1:+.2%}, simulated "
               + (f"{simulated / case['reference_bytes'] - 1:+.2%}" if simulated else "-"), flush=True)
-    machine = next(iter(cases.values()))["device_name"] if cases else None
-    import torch
-
-    out = {"machine": f"{machine}, 2 cores, gloo ({platform.machine()})", "torch": torch.__version__,
-           "reference": "smallest per-rank peak over ranks and repeats (CPU counting allocator)",
-           "cases": dict(sorted(cases.items()))}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(out, indent=1) + "\n")
+    write_matrix(OUT, cases)
     print(f"wrote {OUT} ({len(cases)} cases)")
     return 0
 

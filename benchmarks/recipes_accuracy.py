@@ -16,13 +16,13 @@ per-rank peak over ranks and repeats.  Adding a store keeps the cases already in
 from __future__ import annotations
 
 import json
-import platform
 import statistics
 import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from benchmarks.matrix_file import write_matrix
 from harness.core.units import MIB
 
 OUT = Path(__file__).parent / "results" / "accuracy-recipes-cpu.json"
@@ -109,8 +109,6 @@ def summary_table(cases: dict[str, dict[str, Any]]) -> str:
 
 
 def add(stores: list[Path]) -> int:
-    import torch
-
     old = json.loads(OUT.read_text()) if OUT.exists() else {"cases": {}}
     cases: dict[str, dict[str, Any]] = old["cases"]
     touched = gather(stores, cases)
@@ -121,12 +119,7 @@ def add(stores: list[Path]) -> int:
         p, s = error(case["predicted_bytes"], case), error(case["simulated_bytes"], case)
         print(f"[{i + 1}/{len(touched)}] {name}: reference {case['reference_bytes'] / MIB:.2f} MiB, predicted "
               f"{'-' if p is None else f'{p:+.2%}'}, simulated {'-' if s is None else f'{s:+.2%}'}", flush=True)
-    machine = next(iter(cases.values()))["device_name"] if cases else None
-    out = {"machine": f"{machine}, 2 cores, gloo ({platform.machine()})", "torch": torch.__version__,
-           "reference": "smallest per-rank peak over ranks and repeats (CPU counting allocator)",
-           "cases": dict(sorted(cases.items()))}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(out, indent=1) + "\n")
+    write_matrix(OUT, cases)
     print(f"wrote {OUT} ({len(cases)} cases, {len(touched)} added or updated)")
     return 0
 
