@@ -35,13 +35,13 @@ def cmd_zoo(_: argparse.Namespace) -> int:
     from harness.models.zoo import ZOO
 
     table = compact_table()
-    for col in ("model", "family", "params", "dim", "layers", "heads", "kv heads", "head dim", "ffn", "vocab", "tied",
-                "measure"):
-        left = col in ("model", "family", "measure")
-        table.add_column(col, justify="left" if left else "right", no_wrap=col != "measure")
+    for col in ("model", "family", "params", "dim", "layers", "heads", "kv\nheads", "head\ndim", "ffn", "vocab",
+                "tied", "run"):
+        table.add_column(col, justify="left" if col in ("model", "family") else "right", no_wrap=True)
     for c in ZOO.values():
         table.add_row(c.name, c.family, f"{c.param_count():,}", str(c.dim), str(c.n_layers), str(c.n_heads),
                       str(c.n_kv_heads), str(c.head_dim), str(c.ffn_dim), f"{c.vocab_size:,}",
-                      "yes" if c.tie_embeddings else "no", "yes" if c.measurable else "predict/simulate only")
+                      "yes" if c.tie_embeddings else "no", "yes" if c.measurable else "no")
     console().print(table)
+    print("run no: a shape for estimate and simulate only (too large to measure on one host)")
     return 0

@@ -54,9 +54,11 @@ def test_the_installed_entry_point_reports_bad_input_the_same_way(store_dir: Pat
     assert len(result.stderr.strip().splitlines()) == 1 and not store_dir.exists()
 
 
-def test_zoo_lists_exact_counts() -> None:
+def test_zoo_lists_exact_counts_whole_in_100_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
     out = spacetime("zoo").stdout
     assert "6,738,415,616" in out and "8,030,261,248" in out and "7,000,559,616" in out
+    assert "\u2026" not in out and max(len(line.rstrip()) for line in out.splitlines()) <= 100
 
 
 def test_a_dry_run_of_an_unsupported_spec_says_why_and_stores_nothing(store_dir: Path, cli: Any) -> None:
