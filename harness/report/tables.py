@@ -40,15 +40,15 @@ def _step(row: dict[str, Any]) -> str:
 
 def ranks(row: dict[str, Any]) -> str:
     """World size, then the mesh where it is not plain data parallelism: `2`, `4 tp2` (data parallel over the
-    rest), `4 dp2x2` (replicas x shards), `8 dp2x2 tp2`."""
+    rest), `4 dp2x2` (replicas x shards), `8 dp2x2 tp2`, `4 pp4 8mb` (4 stages, 8 micro-batches)."""
     parts = [str(row.get("world_size") or "-")]
     replicate, shard, tp = row.get("mesh_dp_replicate"), row.get("mesh_dp_shard"), row.get("mesh_tp")
     if (replicate or 1) > 1:
         parts.append(f"dp{replicate}x{shard}")
     if (tp or 1) > 1:
         parts.append(f"tp{tp}")
-    if (row.get("mesh_pp") or 1) > 1:
-        parts.append(f"pp{row['mesh_pp']}")
+    if (row.get("mesh_pp") or 1) > 1:  # the stages, then the micro-batches each step is split into
+        parts.append(f"pp{row['mesh_pp']} {row.get('pp_microbatches') or row['mesh_pp']}mb")
     return " ".join(parts)
 
 
@@ -80,7 +80,8 @@ def record_columns(rows: list[dict[str, Any]]) -> list[Column]:
         Column("strategy", "strategy", lambda r: str(r["strategy"]), "left"),
         Column("knobs", "knobs", knob_label, "left", wrap=True, fold=True, values=fields(*KNOB_FIELDS)),
         Column("ranks", "ranks", ranks, "left",
-               values=fields("nproc", "world_size", "mesh_dp_replicate", "mesh_dp_shard", "mesh_tp", "mesh_pp")),
+               values=fields("nproc", "world_size", "mesh_dp_replicate", "mesh_dp_shard", "mesh_tp", "mesh_pp",
+                             "pp_microbatches")),
         Column("hosts", "hosts", lambda r: str(r.get("nnodes") or 1), drop=1, fold=True, usual="1",
                values=fields("nnodes")),
         Column("device", "device", lambda r: str(r.get("device")), "left", drop=9, fold=True,

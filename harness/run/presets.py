@@ -134,6 +134,10 @@ PRESETS: dict[str, Preset] = {
     # data, sharded, tensor, sequence and pipeline parallelism side by side on 4 ranks and one global batch:
     # each rank's peak (pipeline stages differ), step time and, for the pipelines, the bubble beside its theory
     "model-parallel": Preset(MODEL_PARALLEL, ("tiny",), nproc=4, global_batch=8, seq_len=64, warmup=1, steps=3),
+    # GPipe's bubble against micro-batches (m = p, 2p, 4p) beside (p - 1) / (m + p - 1): 2 stages, so that on a
+    # 2-core machine each rank has a core and waits for the pipeline, not for a CPU
+    "pipeline-bubble": Preset(("pp_gpipe",), ("tiny",), nproc=2, global_batch=16, seq_len=256, warmup=2, steps=6,
+                              variants=tuple({"pp_microbatches": m} for m in (2, 4, 8))),
 }
 
 

@@ -139,3 +139,11 @@ def test_the_model_parallel_preset_plans_every_layout_on_one_global_batch() -> N
         valid = validate(spec.with_(device="cpu"))
         assert valid.nproc == 4
         assert valid.batch_size * get_strategy(spec.strategy).layout(valid).dp == 8
+
+
+def test_the_bubble_preset_runs_gpipe_at_p_2p_and_4p_micro_batches_on_one_batch() -> None:
+    from harness.run.presets import plan
+
+    specs = [validate(s.with_(device="cpu")) for s in plan("pipeline-bubble", RunSpec())]
+    assert [s.pp_microbatches for s in specs] == [2, 4, 8]  # m = p, 2p, 4p with p = 2 stages
+    assert {(s.strategy, s.nproc, s.batch_size) for s in specs} == {("pp_gpipe", 2, 16)}

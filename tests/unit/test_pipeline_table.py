@@ -32,7 +32,7 @@ def test_pipeline_rows_show_each_stage_and_the_bubble(monkeypatch: pytest.Monkey
                                  _record("ddp", 1, [95.2, 95.2, 95.2, 95.2], None, None))]
     print_records(rows)
     out = capsys.readouterr().out
-    assert "4 pp4" in out
+    assert "4 pp4 4mb" in out  # 4 stages, 4 micro-batches
     assert "36 18 18 43" in out  # every rank's peak, in MiB
     assert "62% (43%)" in out
 
