@@ -18,6 +18,7 @@ OUT = Path(__file__).parent / "results" / "pipeline-accuracy-cpu.json"
 BASE: dict[str, Any] = {"model": "tiny", "seq_len": 32, "batch_size": 8}
 CASES: tuple[dict[str, Any], ...] = (
     {"strategy": "pp_gpipe", "nproc": 2, "pp_microbatches": 2},
+    {"strategy": "pp_gpipe", "nproc": 4, "pp_microbatches": 2},
     {"strategy": "pp_gpipe", "nproc": 4, "pp_microbatches": 4},
     {"strategy": "pp_gpipe", "nproc": 4, "pp_microbatches": 8},
     {"strategy": "pp_1f1b", "nproc": 2, "pp_microbatches": 4},

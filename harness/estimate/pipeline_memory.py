@@ -13,9 +13,10 @@ it (FSDP2 within a stage); without sharding, stage replicas hold it whole.  FSDP
 stage gathered (reshard_after_forward=False) and its gradients unsharded (the schedule turns gradient sync off
 until the last backward), so both are whole from the first forward until the reduce-scatter.  The peak is the
 warm-up's end (every chunk in flight, no gradient yet) or a backward: every gradient beside the chunks still
-held, and one block's backward temporaries, the loss's, or (every backward after a stage's first) a gradient
-built beside the one kept and added to it: on the last stage the output projection's, while that micro-batch's
-chunk is still whole, on the first the embedding's, once it is freed (see `_phases`); or the optimizer step.
+held, and the loss's temporaries or (every backward after a stage's first) a gradient built beside the one kept
+and added to it: the stage's last projection's at the backward's start (the output projection's on the last
+stage, a block's w2 elsewhere), with its input's gradient, while that micro-batch's chunk is still whole; on the
+first stage the embedding's, once it is freed (see `_phases`); or the optimizer step.
 Every micro-batch's receive buffers (the input from the stage before, the gradient from the one after) stay for
 the step.  Measured against the CPU matrix: benchmarks/pipeline_accuracy.py.
 """
@@ -98,24 +99,27 @@ def _flight_by_stage(flight: int, pp: int, virtual: int, micro: int) -> list[int
 def _phases(cfg: ModelConfig, micro_spec: RunSpec, local: list[range], last: bool, counts: list[int], steady: bool,
             grads: float, accumulate: tuple[float, float], tp: int) -> dict[str, dict[str, float]]:
     """The rank's warm-up end (every micro-batch in flight, no gradient yet, the loss's gradients on the last
-    stage) and its backward: all gradients beside the chunks still held, one block's backward temporaries (as
-    large as what the block saved), the loss's, or a gradient being accumulated (`accumulate`: the largest
-    made at the backward's start, with the input gradient it sends, and the embedding's, made at its end once
-    the first stage's chunk is freed).  With a steady state (1F1B, interleaved: more micro-batches than the
-    warm-up) a forward refills the chunk each backward frees; otherwise (GPipe, or no steady state) one chunk
-    of the last local stage (backward first) is gone by the time every gradient exists.  `counts`: chunks in
-    flight per local stage."""
+    stage) and its backward: all gradients beside the chunks still held, the loss's temporaries, or a gradient
+    being accumulated (`accumulate`: the last projection's, made at the backward's start beside its input's
+    gradient, and the embedding's, made at its end once the first stage's chunk is freed).  A block's backward
+    frees what it saved as it goes, so past its start it holds less: the counting allocator's timeline of a
+    middle stage (GPipe, 4 ranks, 2 micro-batches) peaks at the second backward's first two products, w2's
+    weight gradient (dim x ffn) and its input's (t x ffn), not at a block's saved bytes over again.  With a
+    steady state (1F1B, interleaved: more micro-batches than the warm-up) a forward refills the chunk each
+    backward frees; otherwise (GPipe, or no steady state) one chunk of the last local stage (backward first) is
+    gone by the time every gradient exists.  `counts`: chunks in flight per local stage."""
     shapes = Shapes.of(cfg, micro_spec, tp)
     chunks = [_chunk_activations(cfg, micro_spec, blocks, last and i == len(local) - 1, tp)
               for i, blocks in enumerate(local)]
     flight = sum(n * c for n, c in zip(counts, chunks, strict=True))
     head = head_bytes(shapes, micro_spec).backward if last else 0.0
-    block = max(saved_in_block(shapes, micro_spec, i) for blocks in local for i in blocks)
+    # the backward starts at the stage's last projection: its weight's gradient (`accumulate`) beside its input's
+    # (the output projection's: t x dim; a block's widest, w2: t x ffn)
+    start = accumulate[0] + shapes.t * (cfg.dim if last else max(cfg.ffn_dim, cfg.q_dim) / tp) * 4.0
     held = flight if steady else flight - chunks[-1]
     return {"warm-up end": {"activations": flight, "temporaries": head},
             "backward": {"grads": grads, "activations": held,
-                         "temporaries": max(block, head, accumulate[0] + shapes.t * cfg.dim * 4.0,
-                                            accumulate[1] - chunks[0])}}
+                         "temporaries": max(head, start, accumulate[1] - chunks[0])}}
 
 
 def _accumulated(cfg: ModelConfig, spec: RunSpec, first: bool, last: bool, tp: int) -> tuple[float, float]:
