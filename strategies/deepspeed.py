@@ -23,6 +23,7 @@ from harness.models.zoo import config_for
 from harness.train.ext_builds import extensions_env, prepare_build
 from strategies import register
 from strategies.base import ALL_KNOBS, MemoryProfile, Prepared, Strategy
+from strategies.deepspeed_generate import GENERATE_WHY_NOT, generate_config, zero3_inference
 
 if TYPE_CHECKING:
     import torch
@@ -114,6 +115,9 @@ class DeepSpeedZero(Strategy):
         moved = (" (params and optimizer state in CPU memory)" if offload_params else
                  " (optimizer state in CPU memory)" if offload_optimizer else "")
         self.shards = ", ".join(parts) + moved
+        # --workload generate: ZeRO-3 inference (strategies/deepspeed_generate.py), the others say why not
+        self.generates = stage == 3 and not offload_params
+        self.generate_why_not = GENERATE_WHY_NOT.get("offload" if offload_params else stage, "")
 
     def check(self, spec: RunSpec) -> None:
         if importlib.util.find_spec("deepspeed") is None:
@@ -167,6 +171,11 @@ class DeepSpeedZero(Strategy):
                                                config=self.config(spec, world.world_size),
                                                dist_init_required=False)
         return Prepared(engine, engine.basic_optimizer, _engine_step(engine, spec, world.device))
+
+    def wrap_generate(self, model: nn.Module, world: World, spec: RunSpec) -> nn.Module:
+        """ZeRO-3 inference: parameters partitioned, each module's gathered by ZeRO's hooks in its forward."""
+        zero = ds_config(spec, self.stage, dp=world.world_size)["zero_optimization"]
+        return zero3_inference(model, world, spec, generate_config(zero, spec, world.world_size))
 
 
 def _cpu_has_fp16() -> bool:

@@ -38,10 +38,11 @@ def rank_prompts(spec: RunSpec, layout: Layout, world: World) -> torch.Tensor:
 
 
 def local_bytes(model: nn.Module) -> int:
-    """Bytes of this rank's parameter storage (a DTensor's local shard; none for weights offloaded to disk)."""
+    """Bytes of this rank's parameter storage (a DTensor's local shard, a ZeRO-3 partition; none for weights
+    offloaded to disk)."""
     from torch.distributed.tensor import DTensor
 
-    locals_ = (p.to_local() if isinstance(p, DTensor) else p for p in model.parameters())
+    locals_ = (p.to_local() if isinstance(p, DTensor) else getattr(p, "ds_tensor", p) for p in model.parameters())
     return sum(t.numel() * t.element_size() for t in locals_ if t.device.type != "meta")
 
 
