@@ -1,6 +1,7 @@
 """Build `benchmarks/results/generation-estimate-vs-simulate.json` (and its .md table): `spacetime estimate
 --workload generate` beside `spacetime simulate --workload generate` for the big shapes no machine here can
-measure: 7b, 8b, 13b and 70b in bf16, int8 and nf4, one rank, batch 1, 2048 prompt + 256 new tokens, greedy, a
+measure: 7b, 8b, 13b and 70b in bf16, int8 and nf4, and the families' shapes in bf16 (Gemma 2's softcapped
+attention, Phi-3's window shorter than the sequence, ...), one rank, batch 1, 2048 prompt + 256 new tokens, greedy, a
 static cache, a CUDA target (both add the CUDA context; the figures compared are the allocator's).
 tests/accuracy/test_generation_big_shapes.py holds the estimate to the stored simulated figures.
 
@@ -19,6 +20,7 @@ from typing import Any
 
 OUT = Path(__file__).parent / "results" / "generation-estimate-vs-simulate.json"
 FIGURES = ("load_bytes", "prefill_peak_bytes", "decode_peak_bytes", "kv_cache_bytes")
+FAMILIES = ("mistral-7b", "qwen2.5-7b", "qwen3-8b", "gemma-7b", "gemma2-9b", "phi3-mini")
 SHAPE = {"strategy": "single", "nproc": 1, "batch_size": 1, "prompt_len": 2048, "new_tokens": 256, "num_beams": 1,
          "kv_cache": "static"}
 
@@ -29,6 +31,8 @@ def cases() -> dict[str, dict[str, Any]]:
         for quant in ("none", "int8", "nf4"):
             out[f"{model}-bf16{'' if quant == 'none' else '-' + quant}"] = {
                 "model": model, "dtype": "bf16", "quant": quant, **SHAPE}
+    for model in FAMILIES:
+        out[f"{model}-bf16"] = {"model": model, "dtype": "bf16", "quant": "none", **SHAPE}
     return out
 
 

@@ -22,7 +22,7 @@ Rows = batch x beams (beam search expands every prompt before the prefill).  Per
                prefill or decode step, gathers every unit again.
   context      the CUDA context on a CUDA target (harness/core/memory.py).
 The families' extras are in the weights (biases, q/k norms: outside the quantized projections) but not in the
-live sets; the written-out attention (softcapping, a window shorter than the sequence) is not modelled.
+live sets; softcapped attention, a window's mask and the final softcap: generation_attention.py.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import Any
 from harness.core.errors import Unsupported
 from harness.core.memory import CUDA_CONTEXT_BYTES, PeakFigures
 from harness.core.spec import RunSpec
+from harness.estimate.generation_attention import attention, final_softcap
 from harness.estimate.load_bytes import compute_width, linear_shapes, loaded_weights
 from harness.models.zoo import ModelConfig, config_for
 
@@ -58,6 +59,10 @@ class GenShape:
     tp: int
     quant: str = "none"
     device: str = "cuda"
+    head_dim: int = 0
+    softcap: bool = False  # attention written out (harness/estimate/generation_attention.py)
+    windows: tuple[int, ...] = (0,)  # each block's window (0: none)
+    final_softcap: bool = False
 
     @classmethod
     def of(cls, cfg: ModelConfig, spec: RunSpec, tp: int) -> GenShape:
@@ -65,7 +70,8 @@ class GenShape:
                    width=compute_width(spec), d=cfg.dim, qd=cfg.n_heads * cfg.head_dim / tp,
                    kvd=cfg.n_kv_heads * cfg.head_dim / tp, fd=cfg.ffn_dim / tp,
                    n_rep=cfg.n_heads // cfg.n_kv_heads, vocab=cfg.vocab_size, layers=cfg.n_layers, tp=tp,
-                   quant=spec.quant, device=spec.device)
+                   quant=spec.quant, device=spec.device, head_dim=cfg.head_dim, softcap=cfg.attn_softcap > 0,
+                   windows=tuple({cfg.window_of(i) for i in range(cfg.n_layers)}), final_softcap=cfg.final_softcap > 0)
 
     def layer_kv(self, positions: float) -> float:
         """One layer's keys and values over `positions` positions."""
@@ -96,7 +102,8 @@ def block_live(g: GenShape, t: int, keys: int) -> float:
     rope_k = resid + normed + t * g.qd * w + t * g.kvd * (w + rope_tmp)
     qkv = t * (g.qd + 2 * g.kvd) * w
     repeated = 2 * (g.rows * g.qd * keys * w) if g.n_rep > 1 else 0.0  # keys and values per query head
-    sdpa = resid + normed + qkv + repeated + t * g.qd * w
+    attend = max(attention(t, keys, g.rows, g.qd / g.head_dim, g.head_dim, w, g.softcap, win) for win in g.windows)
+    sdpa = resid + normed + qkv + repeated + attend
     out_proj = resid + normed + qkv + t * g.qd * w + t * d * w
     mlp = resid + normed + 3 * t * g.fd * w  # silu(w1 x), w3 x and their product
     # w3 computing beside silu(w1 x): a quantized projection's own temporaries
@@ -123,6 +130,7 @@ def head_live(g: GenShape, t: int) -> float:
     """The final norm and the output projection over `t` positions: the hidden state, its norm and the logits
     (under tp each rank's shard beside the gathered whole)."""
     logits = t * g.vocab * g.width * (1 + 1 / g.tp if g.tp > 1 else 1)
+    logits += final_softcap(t * g.vocab * g.width) if g.final_softcap else 0.0
     norm = t * g.d * g.width + t * g.d * 4.0 * (3 if g.width < 4 else 2)
     return max(norm, 2 * t * g.d * g.width + logits)
 
@@ -143,10 +151,6 @@ def placement(cfg: ModelConfig, spec: RunSpec) -> tuple[Placement, int]:
     if spec.strategy not in GENERATION_STRATEGIES:
         raise Unsupported(f"spacetime estimate models generation under {', '.join(GENERATION_STRATEGIES)}; "
                           f"not {spec.strategy}")
-    window = cfg.sliding_window and cfg.sliding_window < spec.prompt_len + spec.new_tokens
-    if cfg.attn_softcap or window:
-        raise Unsupported(f"spacetime estimate does not model {cfg.name}'s written-out attention (softcapping or a "
-                          "window shorter than the sequence) in generation; measure it with `spacetime run`")
     w = loaded_weights(cfg, spec)
     # the rotary table (fp32, a buffer) and the prompt's token ids (int64): on a CPU a data-parallel rank's
     # rows are a view of the whole batch's

@@ -203,9 +203,15 @@ def test_offload_keeps_one_module_on_the_device() -> None:
     assert prediction.host_bytes == ZOO["8b"].param_count() * 2
 
 
-def test_written_out_attention_is_refused() -> None:
-    """Gemma 2's softcapped attention is not in the generation model: Unsupported, not a wrong figure."""
-    from harness.core.errors import Unsupported
+def test_the_final_softcap_adds_two_logits_tensors_to_the_prefill() -> None:
+    """Gemma 2 at 1 x 2048 in bf16 peaks at its logits: tanh(logits / cap) x cap holds two more tensors of
+    2048 x 256,000 bf16 beside them (the same model without the final softcap for reference); its softcapped
+    attention is modelled (checked against simulate in tests/accuracy/test_generation_big_shapes.py)."""
+    from harness.models.hf_config import custom_config
 
-    with pytest.raises(Unsupported, match="written-out attention"):
-        predict_generation(gen("gemma2-9b", dtype="bf16"))
+    capped = gen("gemma2-9b", dtype="bf16", batch_size=1, prompt_len=2048)
+    cfg = custom_config("gemma2-9b", None, ["final_softcap=0"])
+    assert cfg is not None
+    plain = gen(cfg.name, dtype="bf16", batch_size=1, prompt_len=2048, model_config=cfg.to_json())
+    figures = [predict_generation(s).phase_peaks["prefill_peak_bytes"] for s in (capped, plain)]
+    assert figures[0] - figures[1] == 2 * 2048 * 256_000 * 2
