@@ -1,9 +1,9 @@
 """Build `benchmarks/results/pipeline-accuracy-cpu.json`: pipeline cases on `tiny` measured on this machine, each
 pipeline rank's peak (the smallest over the ranks that hold the same stages: replicas and shards of it), to
-set beside `estimate`'s per-stage figures (`--table` prints each stage's error).
+set beside `estimate`'s and `simulate`'s per-stage figures (`--table` prints each stage's errors).
 
     python -m benchmarks.pipeline_accuracy            # measure every case (a few minutes per case on 2 cores)
-    python -m benchmarks.pipeline_accuracy --table    # the file's cases beside today's predictions
+    python -m benchmarks.pipeline_accuracy --table    # the file's cases beside today's predictions and simulations
 """
 
 from __future__ import annotations
@@ -25,12 +25,17 @@ CASES: tuple[dict[str, Any], ...] = (
     {"strategy": "pp_1f1b", "nproc": 4, "pp_microbatches": 4},
     {"strategy": "pp_1f1b", "nproc": 4, "pp_microbatches": 8},
     {"strategy": "pp_interleaved", "nproc": 2, "pp_microbatches": 4},
+    {"strategy": "pp_zb", "nproc": 2, "pp_microbatches": 2},
+    {"strategy": "pp_zb", "nproc": 2, "pp_microbatches": 4},
+    {"strategy": "pp_zb", "nproc": 4, "pp_microbatches": 4},  # 2 stages x 2 replicas
+    {"strategy": "pp_zb", "nproc": 4, "pp_microbatches": 4, "pp_virtual": 1},  # 4 stages, one per rank
     {"strategy": "fsdp_pp", "nproc": 4, "pp_microbatches": 4},
 )
 
 
 def case_id(case: dict[str, Any]) -> str:
-    return f"{case['strategy']}-n{case['nproc']}-m{case['pp_microbatches']}"
+    virtual = f"-v{case['pp_virtual']}" if "pp_virtual" in case else ""
+    return f"{case['strategy']}-n{case['nproc']}-m{case['pp_microbatches']}{virtual}"
 
 
 def stage_peaks(peaks: list[int], pp: int) -> list[int]:
@@ -48,6 +53,16 @@ def predicted(case: dict[str, Any]) -> list[int]:
     spec = validate(RunSpec(**BASE, **case, device="cpu"), measure=False)
     strategy: Any = get_strategy(spec.strategy)
     return [s.peak_bytes for s in predict_stages(spec, strategy.plan(spec))]
+
+
+def simulated(case: dict[str, Any]) -> list[int]:
+    """Each pipeline rank's simulated peak (`simulate`: one fake rank per pipeline rank)."""
+    from harness.core.spec import RunSpec
+    from harness.run.validate import validate
+    from harness.simulate.runner import simulate
+
+    sim = simulate(validate(RunSpec(**BASE, **case, device="cpu"), measure=False), "cpu")
+    return [b["peak_bytes"] for b in sim.to_json()["stages"]]
 
 
 def measure() -> dict[str, Any]:
@@ -72,8 +87,9 @@ def table(data: dict[str, Any]) -> None:
     for name, case in data["cases"].items():
         spec = {k: v for k, v in case["spec"].items() if k not in BASE}
         errors = [p / m - 1 for p, m in zip(predicted(spec), case["stage_peak_bytes"], strict=True)]
-        print(f"{name:24} " + "  ".join(f"{m / 2**20:6.2f} MiB {e:+.1%}"
-                                         for m, e in zip(case["stage_peak_bytes"], errors, strict=True)))
+        sims = [s / m - 1 for s, m in zip(simulated(spec), case["stage_peak_bytes"], strict=True)]
+        print(f"{name:24} " + "  ".join(f"{m / 2**20:6.2f} MiB {e:+.1%} sim {s:+.2%}"
+                                         for m, e, s in zip(case["stage_peak_bytes"], errors, sims, strict=True)))
 
 
 def main(argv: list[str]) -> int:

@@ -32,6 +32,15 @@ _NOT_PIPELINED = {
                                    "selective",
     "dtype=fp16": "the schedule runs backward itself, with no place for the gradient scaler; use bf16",
 }
+# measured with torch 2.13; every other pipeline is simulated one pipeline rank at a time
+# (harness/simulate/pipeline_stand_ins.py)
+_ZB_NOT_SIMULATED = ("its split backward takes the stage input's gradient with autograd.grad, and the memory "
+                     "tracker's module hooks (torch's ModTracker, register_multi_grad_hook) cannot run there: "
+                     "\"A leaf node was passed to _will_engine_execute_node but we are currently running "
+                     "autograd.grad()\".  Use `estimate` (per stage) or `run`")
+_TP_NOT_SIMULATED = ("its pipeline ranks are simulated one after another in one process, and the second one's "
+                     "DTensors come out on device meshes of the first (\"Could not resolve the process group "
+                     "registered under the name ...\": that world is gone).  Use `estimate` (per stage) or `run`")
 
 
 @register("pp_gpipe", "pipeline, GPipe: all micro-batches forward, then all backward", schedule="gpipe")
@@ -47,17 +56,13 @@ _NOT_PIPELINED = {
 class Pipeline(Strategy):
     knobs = frozenset({"optimizer", "dtype", "activation_checkpointing"})
     why_not = _NOT_PIPELINED
-    # measured with torch 2.13: the fake process group takes the sends and receives but carries no values
-    simulate_why_not = ("torch's fake process group accepts the pipeline's point-to-point sends and receives but "
-                        "carries no values, and the schedule's warm-up reads one it received (`.item()` in "
-                        "_warmup_p2p raises DataDependentOutputException under fake tensors); one simulated rank "
-                        "cannot run the other stages' forward either.  Use `estimate` (per stage) or `run`")
     pipelines = True
 
     def __init__(self, name: str, description: str = "", schedule: str = "gpipe", fsdp: bool = False,
                  tp: bool = False) -> None:
         super().__init__(name, description)
         self.schedule, self.fsdp, self.tp = schedule, fsdp, tp
+        self.simulate_why_not = _ZB_NOT_SIMULATED if schedule == "zb" else _TP_NOT_SIMULATED if tp else None
         self.shards = "blocks by stage (pipeline)" + ("; weight matrices by heads/hidden (TP)" if tp else "") + (
             "; params, grads, optimizer state within a stage (FSDP2)" if fsdp else "")
 

@@ -20,6 +20,7 @@ from harness.models.llama import build_model
 from harness.models.materialize import param_dtype
 from harness.models.zoo import config_for
 from harness.simulate.fake_mode import SimFakeMode
+from harness.simulate.pipeline_stand_ins import pipeline_stand_ins
 from harness.simulate.stand_ins import adapt_ddp, outside_fake_mode, stand_ins
 from harness.simulate.tracker import Tracker
 from harness.train.optimizer import make_optimizer_factory
@@ -33,7 +34,7 @@ STEPS = 2
 
 
 class FakeWorld(World):
-    """Rank 0 of the fake process group, on the CPU; its meshes are built outside fake mode, as every other
+    """A rank of the fake process group, on the CPU; its meshes are built outside fake mode, as every other
     DeviceMesh is (stand_ins.real_meshes)."""
 
     def mesh(self, shape: tuple[int, ...], names: tuple[str, ...]) -> Any:
@@ -41,14 +42,14 @@ class FakeWorld(World):
 
 
 @contextmanager
-def fake_world(spec: RunSpec) -> Iterator[FakeWorld]:
+def fake_world(spec: RunSpec, rank: int = 0) -> Iterator[FakeWorld]:
     from torch.testing._internal.distributed.fake_pg import FakeStore
 
     if dist.is_initialized():
         raise RuntimeError("simulate needs a process of its own: a process group is already initialized")
-    dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=spec.nproc)
+    dist.init_process_group("fake", store=FakeStore(), rank=rank, world_size=spec.nproc)
     try:
-        yield FakeWorld(0, 0, spec.nproc, torch.device("cpu"), "fake")
+        yield FakeWorld(rank, rank, spec.nproc, torch.device("cpu"), "fake")
     finally:
         dist.destroy_process_group()
 
@@ -64,17 +65,30 @@ def _breakdown(snapshot: dict[torch.device, dict[Any, int]], device: str) -> dic
     return out
 
 
-def peak_breakdown(spec: RunSpec, device: str) -> dict[str, int]:
-    """Rank 0's breakdown at the peak of the second of two steps of `spec`, for a `device` target."""
+def simulated_ranks(spec: RunSpec) -> list[int]:
+    """The ranks a simulation runs: rank 0, or for a pipeline the first rank of each pipeline rank's group (the
+    mesh is pp-major: pipeline rank i holds ranks i x n/pp .. (i+1) x n/pp - 1, its stage's replicas or shards)."""
+    strategy: Any = get_strategy(spec.strategy)
+    if not getattr(strategy, "pipelines", False):
+        return [0]
+    pp = strategy.layout(spec).pp
+    return [i * (spec.nproc // pp) for i in range(pp)]
+
+
+def peak_breakdown(spec: RunSpec, device: str, rank: int = 0) -> dict[str, int]:
+    """`rank`'s breakdown at the peak of the second of two steps of `spec`, for a `device` target."""
     strategy = get_strategy(spec.strategy)
     cfg = config_for(spec)
     current().show(f"simulate: build {spec.model} on the meta device")
     model = build_model(cfg, spec.seq_len).to(param_dtype(spec))  # meta, outside fake mode
     factory = make_optimizer_factory(spec, foreach=True if device == "cuda" else None)
     tracker = Tracker()
-    with fake_world(spec) as world, ExitStack() as stack:
+    with fake_world(spec, rank) as world, ExitStack() as stack:
         for stand_in in stand_ins(device, tracker.making_comm, tracker.mark_grad_shard):
             stack.enter_context(stand_in)
+        pipeline: Any = strategy
+        if getattr(pipeline, "pipelines", False):  # a pipeline rank runs its own stages only
+            stack.enter_context(pipeline_stand_ins(spec, pipeline.microbatches(spec), pipeline.fsdp))
         stack.enter_context(SimFakeMode(allow_non_fake_inputs=True))
         current().show(f"simulate: wrap it ({spec.strategy}) under fake tensors, {spec.nproc} rank(s)")
         prepared = strategy.wrap(model, factory, world, spec)

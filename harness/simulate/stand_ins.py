@@ -23,6 +23,7 @@ Each stand-in is a context manager (or an adapter) that changes nothing a real r
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -33,9 +34,11 @@ from torch import nn
 
 
 def outside_fake_mode(function: Any) -> Any:
-    """`function` run with fake mode set aside: what must see real (or meta) tensors while the step is faked."""
+    """`function` run with fake mode set aside: what must see real (or meta) tensors while the step is faked.  It
+    keeps `function`'s attributes (`fully_shard.state`, which a module imported under the stand-ins reads)."""
     from torch._subclasses.fake_tensor import unset_fake_temporarily
 
+    @functools.wraps(function)
     def call(*args: Any, **kwargs: Any) -> Any:
         with unset_fake_temporarily():
             return function(*args, **kwargs)

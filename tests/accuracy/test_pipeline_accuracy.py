@@ -1,9 +1,9 @@
-"""estimate against measurement for the pipeline strategies, stage by stage: GPipe, 1F1B and interleaved 1F1B
-on 2 and 4 ranks with 2, 4 and 8 micro-batches, and FSDP2 inside a pipeline (fsdp_pp), on tiny.
+"""estimate and simulate against measurement for the pipeline strategies, stage by stage: GPipe, 1F1B and
+interleaved 1F1B on 2 and 4 ranks with 2, 4 and 8 micro-batches, and FSDP2 inside a pipeline (fsdp_pp), on tiny.
 
 The measured figures are in benchmarks/results/pipeline-accuracy-cpu.json (`python -m benchmarks.pipeline_accuracy`;
 the machine is named in the file): each pipeline rank's peak, the smallest over the ranks holding the same
-stages.  Predictions are made here, live, from each case's spec.
+stages.  Predictions and simulations (one fake rank per pipeline rank) are made here, live, from each case's spec.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from benchmarks.pipeline_accuracy import OUT, predicted
+from benchmarks.pipeline_accuracy import OUT, predicted, simulated
 
 CASES: dict[str, dict[str, Any]] = json.loads(OUT.read_text())["cases"]
 BOUND = 0.05
+SIMULATE_BOUND = 0.01
 
 
 def _case_spec(name: str) -> dict[str, Any]:
@@ -38,3 +39,12 @@ def test_every_stage_predicted_within_5_percent(name: str) -> None:
     assert len(stages) == len(measured)
     errors = [p / m - 1 for p, m in zip(stages, measured, strict=True)]
     assert max(abs(e) for e in errors) <= BOUND, f"{name}: " + ", ".join(f"{e:+.2%}" for e in errors)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_stage_simulated_within_1_percent(name: str) -> None:
+    measured = CASES[name]["stage_peak_bytes"]
+    stages = simulated(_case_spec(name))
+    assert len(stages) == len(measured)
+    errors = [s / m - 1 for s, m in zip(stages, measured, strict=True)]
+    assert max(abs(e) for e in errors) <= SIMULATE_BOUND, f"{name}: " + ", ".join(f"{e:+.2%}" for e in errors)

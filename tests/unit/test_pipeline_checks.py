@@ -124,10 +124,26 @@ def test_zero_bubble_has_no_closed_form() -> None:
     assert bubble_theory("zb", 4, 2, 8) is None
 
 
-def test_simulate_says_why_it_cannot_run_a_pipeline(cli: Cli) -> None:
-    code, err = cli(["simulate", "--model", "tiny", "--strategy", "pp_1f1b", "--nproc", "2", "--device", "cpu"])
+def test_simulate_gives_each_pipeline_ranks_peak_as_a_record_does(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from harness.cli.main import main
+
+    assert main(["simulate", "--model", "tiny", "--strategy", "pp_1f1b", "--nproc", "4", "--pp", "2",
+                 "--device", "cpu", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    first, last = out["stage_peak_bytes"]  # the last stage holds the output projection and the logits
+    assert out["mesh_pp"] == 2 and last > first and out["peak_bytes"] == last
+    assert out["peak_bytes_per_rank"] == [first, first, last, last]  # ranks pp-major: a stage's replicas
+    assert [(s["pp_rank"], s["rank"]) for s in out["stages"]] == [(0, 0), (1, 2)]
+    assert out["breakdown"] == out["stages"][1]["breakdown"]
+
+
+@pytest.mark.parametrize(("strategy", "why"), [("pp_zb", "autograd.grad"), ("fsdp_tp_pp", "device meshes")])
+def test_simulate_says_why_it_cannot_run_a_pipeline(cli: Cli, strategy: str, why: str) -> None:
+    code, err = cli(["simulate", "--model", "tiny", "--strategy", strategy, "--nproc", "4", "--device", "cpu"])
     assert code == 1
-    assert "cannot simulate pp_1f1b" in err and "fake process group" in err and "DataDependentOutputException" in err
+    assert f"cannot simulate {strategy}" in err and why in err
 
 
 def test_the_model_parallel_preset_plans_every_layout_on_one_global_batch() -> None:
