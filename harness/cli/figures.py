@@ -26,6 +26,7 @@ from harness.report.figures import print_estimate, print_simulation
 from harness.report.generation import print_generation
 from harness.report.pipeline_estimate import print_pipeline_estimate
 from harness.report.simulated_generation import print_generation_simulation
+from harness.report.simulated_pipeline import print_pipeline_simulation
 from harness.run.validate import validate
 
 if TYPE_CHECKING:
@@ -119,4 +120,9 @@ def _print_any(spec: RunSpec, figures: Any, out: dict[str, Any]) -> None:
 def cmd_simulate(args: argparse.Namespace) -> int:
     if args.workload == "generate":
         return run_figures(args, generation_simulation, print_generation_simulation)
-    return run_figures(args, simulate_figures, print_simulation)
+    return run_figures(args, simulate_figures, _print_simulation_any)
+
+
+def _print_simulation_any(spec: RunSpec, sim: Simulation, out: dict[str, Any]) -> None:
+    """A pipeline's per-rank table (harness/report/simulated_pipeline.py), or the one per-rank breakdown."""
+    (print_pipeline_simulation if "stages" in out else print_simulation)(spec, sim, out)
