@@ -40,7 +40,8 @@ def _case(model: str, strategy: str, dtype: str, cache: str, beams: int, batch: 
 
 def cases() -> dict[str, dict[str, Any]]:
     """Every strategy that generates x {fp32, bf16} x {static, dynamic} x {greedy, 2 beams} on tiny, the
-    batch/context alternating between two shapes; then 125m and the quantized loads on single."""
+    batch/context alternating between two shapes; then 125m and the quantized loads on single (bitsandbytes'
+    int8 and nf4, torchao's weight-only int8 and NF4Tensor)."""
     out: dict[str, dict[str, Any]] = {}
     for strategy in ("single", "ddp", "fsdp_full_shard"):
         for dtype in ("fp32", "bf16"):
@@ -51,7 +52,7 @@ def cases() -> dict[str, dict[str, Any]]:
                         "tiny", strategy, dtype, cache, beams, batch, prompt, new)
     for strategy in ("single", "fsdp_full_shard"):
         out[f"125m-{strategy}-fp32-dynamic-b2-2x128+16"] = _case("125m", strategy, "fp32", "dynamic", 2, 2, 128, 16)
-    for quant in ("int8", "nf4"):
+    for quant in ("int8", "nf4", "int8-torchao", "nf4-torchao"):
         for dtype in ("fp32", "bf16"):
             out[f"tiny-single-{dtype}-{quant}-static-b1-2x64+8"] = _case("tiny", "single", dtype, "static", 1, 2,
                                                                         64, 8, quant)

@@ -14,13 +14,15 @@ from typing import Any
 from harness.core.errors import SpecError, Unsupported
 from harness.core.limits import check_int
 from harness.core.spec import RunSpec
+from harness.core.torchao_choices import WEIGHT_ONLY, check_weight_only, check_weight_only_device
 
 DTYPES = ("fp32", "bf16", "fp16", "bf16-pure")  # bf16/fp16: mixed precision over fp32 master weights
 CHECKPOINTING = ("off", "full", "selective", "op")  # selective: every --ckpt-every-th block; op: per op, in every
 # block (harness/models/checkpointing.py)
 LOSSES = ("full", "chunked")  # chunked: projection and cross-entropy per chunk (harness/models/chunked_loss.py)
 COMPILE = ("off", "blocks", "model")  # torch.compile (Inductor) per block or whole (harness/models/compile.py)
-QUANT = ("none", "int8", "nf4", "nf4-torchao")  # frozen base weights: bitsandbytes, or torchao's NF4Tensor
+QUANT = ("none", "int8", "nf4", "nf4-torchao", *WEIGHT_ONLY)  # frozen base weights: bitsandbytes, or torchao's
+# NF4Tensor; generation only: torchao's weight-only int8/int4 (harness/core/torchao_choices.py)
 OPTIMIZERS = ("adamw", "adamw8bit", "sgd", "adafactor")  # adamw8bit: torchao's, which also takes DTensors
 WORKLOADS = ("train", "generate")
 KV_CACHES = ("static", "dynamic")  # static: pre-allocated for prompt + new tokens; dynamic: grows per token
@@ -74,8 +76,7 @@ def validate(spec: RunSpec) -> None:
         raise SpecError("loss_chunks", f"{spec.loss_chunks} chunks of a {spec.seq_len}-token sequence",
                         f"1..{spec.seq_len} (--seq-len)")
     lora_modules(spec.lora_targets)
-    if spec.quant == "nf4-torchao" and spec.workload == "generate":
-        raise SpecError("quant", "nf4-torchao is a training base (QLoRA) here", "none, int8, nf4 (generation)")
+    check_weight_only(spec)
     if spec.quant != "none" and spec.lora_rank == 0 and spec.workload == "train":  # generation: as loaded
         raise SpecError("quant", f"{spec.quant} base weights are frozen, so they need adapters to train: "
                         "add --lora-rank N", "none (without --lora-rank)")
@@ -88,8 +89,9 @@ def check_packages(spec: RunSpec) -> None:
         raise Unsupported("--lora-rank needs peft, which is not installed (pip install 'spacetime[peft]')")
     if spec.quant in ("int8", "nf4") and not _have("bitsandbytes"):
         raise Unsupported("--quant needs bitsandbytes, which is not installed (pip install 'spacetime[bnb]')")
-    if spec.quant == "nf4-torchao" and not _have("torchao"):
-        raise Unsupported("--quant nf4-torchao needs torchao, which is not installed (pip install 'spacetime[bnb]')")
+    if spec.quant in ("nf4-torchao", *WEIGHT_ONLY) and not _have("torchao"):
+        raise Unsupported(f"--quant {spec.quant} needs torchao, which is not installed (pip install 'spacetime[bnb]')")
+    check_weight_only_device(spec)
     if spec.optimizer == "adamw8bit" and not _have("torchao"):
         raise Unsupported("--optimizer adamw8bit needs torchao, which is not installed "
                           "(pip install 'spacetime[bnb]')")

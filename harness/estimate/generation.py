@@ -14,7 +14,7 @@ Rows = batch x beams (beam search expands every prompt before the prefill).  Per
   logits       the model returns every position's logits: rows x prompt x vocab in the compute width after
                the prefill (gathered whole under tp, beside the rank's shard); rows x vocab per decode step;
                beam search adds log-softmax and its sum in fp32 and keeps the last step's scores.
-               A bitsandbytes projection adds its matmul's own temporaries (quant_matmul).
+               A quantized projection adds its matmul's own temporaries (quant_matmul).
   buffers      the rotary table (fp32) and the token ids: the prompt, beam search's sequences.
   temporaries  torch.cat's new tensors beside one layer's old ones (dynamic cache); beam search's reorder
                (index_select of one layer's keys, or keys and values for the dynamic cache).
@@ -34,7 +34,7 @@ from harness.core.errors import Unsupported
 from harness.core.memory import CUDA_CONTEXT_BYTES, PeakFigures
 from harness.core.spec import RunSpec
 from harness.estimate.generation_attention import attention, final_softcap
-from harness.estimate.load_bytes import compute_width, linear_shapes, loaded_weights
+from harness.estimate.load_bytes import INT4_PAD_IN, compute_width, linear_shapes, loaded_weights
 from harness.models.zoo import ModelConfig, config_for
 
 GEN_CATEGORIES = ("weights", "buffers", "kv_cache", "activations", "logits", "temporaries", "comm", "context")
@@ -117,7 +117,16 @@ def quant_matmul(g: GenShape, t: int) -> float:
     CPU the dequantization then holds the outer product of the scales and the scaled result in fp32 beside
     it (bitsandbytes' default kernel), on CUDA one kernel writes the output.  nf4 on the CPU multiplies from
     the packed weights with 8 bytes per input element; on CUDA it dequantizes the whole weight to the compute
-    width unless one row multiplies (the gemv kernel)."""
+    width unless one row multiplies (the gemv kernel).  torchao's int8 (weight-only) and NF4 linears make the
+    whole weight in the input's dtype on each call, on any device (NF4 through int64 indices and the scaled
+    halves); its int4 tinygemm pads the input.  Beyond the two products the caller counts."""
+    n, out = g.d * g.fd, t * g.fd * g.width  # the weight's elements; one product
+    if g.quant == "int8-torchao":  # the weight in the input's dtype beside the product, then the scaled product
+        return max(n * g.width, out)
+    if g.quant == "nf4-torchao":  # get_original_weight: two int64 index tensors, the two halves looked up and
+        return max(n * (8.0 + 3 * g.width) - out, n * g.width)  # scaled, their stack; then the weight alone
+    if g.quant == "int4-torchao":  # tinygemm: the input padded to a multiple of 1024 columns
+        return t * -(-g.d // INT4_PAD_IN) * INT4_PAD_IN * g.width
     rows_in = t * g.d * 1.0 + t * 4.0
     if g.quant == "int8":
         return rows_in + t * g.fd * (12.0 if g.device == "cpu" else 4.0)

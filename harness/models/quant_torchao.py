@@ -28,3 +28,14 @@ class NF4Linear(nn.Linear):
 
         out = linear_nf4(x, self.weight)
         return out if self.bias is None else out + self.bias.to(out.dtype)
+
+
+def weight_only(linear: nn.Linear, quant: str) -> nn.Linear:
+    """`--quant int8-torchao|int4-torchao` (generation): the projection's weight replaced in place by torchao's
+    weight-only Int8Tensor or int4 tinygemm tensor (harness/core/torchao_choices.py), quantized where it lies."""
+    from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
+
+    config = (Int8WeightOnlyConfig(set_inductor_config=False) if quant == "int8-torchao" else
+              Int4WeightOnlyConfig(int4_packing_format="tile_packed_to_4d", set_inductor_config=False))
+    quantize_(linear, config)
+    return linear

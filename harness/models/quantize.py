@@ -1,6 +1,7 @@
 """Quantized frozen base weights (`--quant int8|nf4|nf4-torchao`): bitsandbytes layers (int8, nf4) or torchao's
 NF4Tensor (quant_torchao.py) over a materialized model, then LoRA.  nf4 and nf4-torchao shard under FSDP2
-(strategies/fsdp.py quantizes before `fully_shard`); int8 does not."""
+(strategies/fsdp.py quantizes before `fully_shard`); int8 does not.  Generation also takes torchao's weight-only
+int8/int4 (`int8-torchao`, `int4-torchao`: the projection's weight quantized in place, no adapters)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from harness.core.torchao_choices import WEIGHT_ONLY
 from harness.models.lora import _lora_config, freeze_base
 from harness.models.materialize import canonical_name, init_value, is_adapter
 
@@ -53,6 +55,10 @@ def compute_dtype(spec: RunSpec) -> torch.dtype:
 
 def _quantized(linear: nn.Linear, spec: RunSpec, device: torch.device) -> nn.Module:
     compute = compute_dtype(spec)
+    if spec.quant in WEIGHT_ONLY:  # generation only
+        from harness.models.quant_torchao import weight_only
+
+        return weight_only(linear, spec.quant)
     if spec.quant == "nf4-torchao":
         from harness.models.quant_torchao import NF4Linear
 

@@ -15,17 +15,16 @@ from typing import Any
 
 from harness.core.spec import RunSpec
 from harness.core.units import MIB
-from harness.estimate.load_bytes import RULE_BYTES, loaded_weights
+from harness.estimate.load_bytes import QUANT_RULE, RULE_BYTES, loaded_weights
 from harness.models.zoo import config_for
 from harness.report.columns import Column, Fitted, fields
 
 Row = dict[str, Any]
-_RULE_ROW = {"int8": "int8", "nf4": "int4"}  # --quant -> the rule's row (unquantized: by the dtype)
 
 
 def rule_bytes(row: Row) -> float:
     """The rule of thumb's bytes per parameter for a row: 4 (fp32), 2 (16-bit), 1 (int8), 0.5 (4-bit)."""
-    name = _RULE_ROW.get(str(row.get("quant")), "fp32" if row.get("dtype") == "fp32" else "bf16")
+    name = QUANT_RULE.get(str(row.get("quant")), "fp32" if row.get("dtype") == "fp32" else "bf16")
     return RULE_BYTES[name]
 
 

@@ -86,10 +86,12 @@ _ACCURACY = tuple({"dtype": d, "activation_checkpointing": c, "lora_rank": r}
 _LORA_RANKS = tuple({"lora_rank": r, "batch_size": b, "dtype": "bf16", "quant": "nf4", "lora_targets": "all-linear"}
                     for b in (2, 4, 8, 12) for r in (2, 4, 8))
 
-# generation's load bytes by dtype and quantization: the rule of thumb (4, 2, 1, 0.5 bytes per parameter) measured
+# generation's load bytes by dtype and quantization: the rule of thumb (4, 2, 1, 0.5 bytes per parameter) measured,
+# bitsandbytes' and torchao's quantizers side by side (int4-torchao: CUDA only, unsupported on a CPU with the reason)
 _INFERENCE = tuple({"workload": "generate", "prompt_len": 16, "new_tokens": 4, "dtype": d, "quant": q}
                    for d, q in (("fp32", "none"), ("bf16", "none"), ("fp16", "none"), ("fp32", "int8"),
-                                ("fp32", "nf4")))
+                                ("fp32", "nf4"), ("fp32", "int8-torchao"), ("fp32", "nf4-torchao"),
+                                ("bf16", "int4-torchao")))
 
 
 PRESETS: dict[str, Preset] = {

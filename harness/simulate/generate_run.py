@@ -25,6 +25,7 @@ from harness.simulate.decode_steps import ENDS, SteppedModel
 from harness.simulate.fake_mode import SimFakeMode
 from harness.simulate.fake_run import fake_world
 from harness.simulate.phase_tracker import PhaseTracker
+from harness.simulate.quant_stand_ins import kept_beside_weights
 from harness.simulate.stand_ins import stand_ins
 from harness.train.generate_measure import generate_dtype
 from strategies import get_strategy
@@ -83,6 +84,7 @@ def generation_peaks(spec: RunSpec, device: str, ends: int | None = ENDS) -> dic
         stack.enter_context(SimFakeMode(allow_non_fake_inputs=True))
         current().show(f"simulate: load it ({spec.strategy}) under fake tensors, {spec.nproc} rank(s)")
         model = strategy.wrap_generate(meta, world, spec)
+        tracker.track_external(*kept_beside_weights(model))  # a quantized layer's scales
         tracker.track_resident(model, None)
         with tracker:
             prompt = _rank_prompts(spec, layout.dp, cfg.vocab_size)

@@ -8,7 +8,9 @@ generation whose prefill and decode peaks are read apart, and the KV cache's byt
 absolute (weights included), as the record's are, and `peak_bytes` is the largest of them.
 
 The loop (harness/models/generate.py) runs as it is: greedy or beam search, a static or a dynamic cache;
-every decode step runs.  What fake tensors cannot see, and what is done instead, is in
+every decode step runs.  Quantized weights (`--quant`) are bitsandbytes' layers holding their bytes
+(harness/simulate/quant_stand_ins.py) or torchao's own tensors, quantized from fake ones.  What fake tensors
+cannot see, and what is done instead, is in
 harness/simulate/phase_tracker.py and harness/simulate/cpu_scratch.py (a CPU target) and in
 harness/simulate/stand_ins.py (the strategies).
 """
@@ -25,12 +27,15 @@ from harness.core.errors import Unsupported
 from harness.core.knobs import check_packages
 from harness.core.progress import current
 from harness.core.spec import RunSpec
+from harness.core.torchao_choices import INT4_ON_CPU
 from harness.simulate.runner import imports_set_aside
 
 FIGURES = ("load_bytes", "prefill_peak_bytes", "decode_peak_bytes", "kv_cache_bytes")
 CANNOT = {  # generation knobs the simulator cannot run, and why
-    "quant": "bitsandbytes quantizes real weights in its own kernels when a layer moves to its device, which "
-             "fake tensors cannot enter",
+    "quant=int4-torchao": f"{INT4_ON_CPU}, and a fake CUDA tensor cannot be made with a CPU build of torch",
+    "quant=bitsandbytes-cuda": "bitsandbytes' CUDA kernels allocate what their fake kernels do not make (a 4-bit "
+                               "prefill's dequantized weight, int8's quantized input and int32 product), which "
+                               "no CPU build can measure; --device cpu simulates bitsandbytes' CPU kernels",
     "offload": "--offload disk writes the real weights to files and reads them back, which fake tensors lack",
 }
 
@@ -58,9 +63,9 @@ class GenSimulation:
                 "rss_peak_bytes": self.rss_peak_bytes}
 
 
-def check_generation_simulable(spec: RunSpec) -> None:
-    """Raise Unsupported for a strategy or knob the generation simulator cannot run (before anything is
-    built)."""
+def check_generation_simulable(spec: RunSpec, device: str | None = None) -> None:
+    """Raise Unsupported for a strategy or knob the generation simulator cannot run on the `device` target
+    (default: the spec's) before anything is built."""
     from strategies import get_strategy
 
     strategy = get_strategy(spec.strategy)
@@ -68,16 +73,19 @@ def check_generation_simulable(spec: RunSpec) -> None:
         raise Unsupported(f"{spec.strategy} with --workload generate: {strategy.generate_why_not}")
     if strategy.simulate_why_not:
         raise Unsupported(f"cannot simulate {spec.strategy}: {strategy.simulate_why_not}")
-    for knob, default in (("quant", "none"), ("offload", "none")):
-        if getattr(spec, knob) != default:
-            raise Unsupported(f"cannot simulate --{knob} {getattr(spec, knob)}: {CANNOT[knob]}")
+    if spec.quant == "int4-torchao":
+        raise Unsupported(f"cannot simulate --quant {spec.quant}: {CANNOT['quant=int4-torchao']}")
+    if spec.quant in ("int8", "nf4") and (device or spec.device) == "cuda":
+        raise Unsupported(f"cannot simulate --quant {spec.quant} on a CUDA target: {CANNOT['quant=bitsandbytes-cuda']}")
+    if spec.offload != "none":
+        raise Unsupported(f"cannot simulate --offload {spec.offload}: {CANNOT['offload']}")
     check_packages(spec)
 
 
 def simulate_generation(spec: RunSpec, device: str = "cpu") -> GenSimulation:
     """Rank 0's load bytes, prefill and decode peaks and KV cache bytes for `spec` on `device`."""
     started = time.perf_counter()
-    check_generation_simulable(spec)
+    check_generation_simulable(spec, device)
     frozen_before = gc.get_freeze_count()
     current().show("simulate: import torch, its distributed stack and the strategy")
     with imports_set_aside():

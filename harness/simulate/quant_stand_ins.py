@@ -140,6 +140,22 @@ def stand_in_layer(linear: nn.Linear, spec: RunSpec, device: torch.device) -> nn
     return layer
 
 
+def kept_beside_weights(model: nn.Module) -> list[torch.Tensor]:
+    """What the stand-in layers keep beside their parameters, which a tracker following parameters and buffers
+    does not see: int8's SCB, nf4's quant state (absmax, code, offset and the nested absmax and code)."""
+    kept: list[torch.Tensor] = []
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(getattr(weight, "SCB", None), torch.Tensor):
+            kept.append(weight.SCB)  # type: ignore[union-attr]
+        state = getattr(module, "quant_state", None)
+        if state is not None:
+            kept += [t for t in (state.absmax, state.code, state.offset) if t is not None]
+            if state.state2 is not None:
+                kept += [state.state2.absmax, state.state2.code]
+    return kept
+
+
 def _fake_safe_to(original: Any) -> Any:
     """nn.Module.to, and where it fails on a fake tensor, the rest done tensor by tensor: each tensor `.to`
     changes becomes a new parameter (or buffer) in place of the old, which is freed, as a real `.to` frees it;

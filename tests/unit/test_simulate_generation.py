@@ -41,7 +41,8 @@ def test_json_has_the_records_figures_and_fits(capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.parametrize("args, reason", [
-    (["--quant", "nf4"], "cannot simulate --quant nf4: bitsandbytes"),
+    (["--quant", "int4-torchao", "--dtype", "bf16"], "cannot simulate --quant int4-torchao: torchao 0.18 has no int4"),
+    (["--quant", "nf4", "--device", "cuda"], "cannot simulate --quant nf4 on a CUDA target: bitsandbytes' CUDA"),
     (["--offload", "disk"], "cannot simulate --offload disk"),
     (["--strategy", "zero3", "--nproc", "2"], "zero3 with --workload generate"),
 ])
