@@ -56,7 +56,8 @@ def predicted(case: dict[str, Any]) -> list[int]:
 
 
 def simulated(case: dict[str, Any]) -> list[int]:
-    """Each pipeline rank's simulated peak (`simulate`: one fake rank per pipeline rank)."""
+    """Each pipeline rank's simulated peak (`simulate`: one fake rank per pipeline rank); Unsupported where simulate
+    refuses the strategy, with the reason."""
     from harness.core.spec import RunSpec
     from harness.run.validate import validate
     from harness.simulate.runner import simulate
@@ -84,11 +85,16 @@ def measure() -> dict[str, Any]:
 
 
 def table(data: dict[str, Any]) -> None:
+    from harness.core.errors import Unsupported
+
     for name, case in data["cases"].items():
         spec = {k: v for k, v in case["spec"].items() if k not in BASE}
         errors = [p / m - 1 for p, m in zip(predicted(spec), case["stage_peak_bytes"], strict=True)]
-        sims = [s / m - 1 for s, m in zip(simulated(spec), case["stage_peak_bytes"], strict=True)]
-        print(f"{name:24} " + "  ".join(f"{m / 2**20:6.2f} MiB {e:+.1%} sim {s:+.2%}"
+        try:
+            sims = [f"{s / m - 1:+.2%}" for s, m in zip(simulated(spec), case["stage_peak_bytes"], strict=True)]
+        except Unsupported:  # simulate refuses it, with the reason
+            sims = ["refused"] * len(errors)
+        print(f"{name:24} " + "  ".join(f"{m / 2**20:6.2f} MiB {e:+.1%} sim {s}"
                                          for m, e, s in zip(case["stage_peak_bytes"], errors, sims, strict=True)))
 
 

@@ -7,7 +7,9 @@ How many depends on the schedule:
   1F1B         at most p - i on pipeline rank i (its warm-up forwards, then one in, one out);
   interleaved  (v - 1) r + 2 (p - i - 1) + 1 chunks of one virtual stage each, at most v M (torch's warm-up
                over rounds of r = M // max(1, M // p) micro-batches, and one more forward);
-between GPipe (v M chunks) and 1F1B.  A micro-batch's activations are those of `single` at batch_size / M.
+  zero bubble  each chunk from its forward until its deferred weight-gradient step, walked action by action in
+               torch's order (harness/estimate/zero_bubble_memory.py);
+the last two between GPipe (v M chunks) and 1F1B.  A micro-batch's activations are those of `single` at batch_size / M.
 Model state (fp32 masters, gradients, AdamW's moments) is the stage's share, divided over the ranks that shard
 it (FSDP2 within a stage); without sharding, stage replicas hold it whole.  FSDP2 inside a pipeline keeps the
 stage gathered (reshard_after_forward=False) and its gradients unsharded (the schedule turns gradient sync off
@@ -17,8 +19,9 @@ held, and the loss's temporaries or (every backward after a stage's first) a gra
 and added to it: the stage's last projection's at the backward's start (the output projection's on the last
 stage, a block's w2 elsewhere), with its input's gradient, while that micro-batch's chunk is still whole; on the
 first stage the embedding's, once it is freed (see `_phases`); or the optimizer step.
-Every micro-batch's receive buffers (the input from the stage before, the gradient from the one after) stay for
-the step.  Measured against the CPU matrix: benchmarks/pipeline_accuracy.py.
+Every micro-batch's receive buffers (the input from the stage before, the gradient from the one after, for each
+local stage) stay for the step; replicas of a stage average its gradients through one flat copy of them.
+Measured against the CPU matrix: benchmarks/pipeline_accuracy.py.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from harness.core.spec import RunSpec
 from harness.estimate.activations import Shapes, head_bytes, saved_in_block
 from harness.estimate.model_bytes import OPTIMIZER_STATE, train_width
 from harness.estimate.phases import largest_phase
+from harness.estimate.zero_bubble_memory import ZbStage, zb_actions, zb_in_flight, zb_phases
 from harness.models.pipeline_split import stage_blocks, stages_of_rank
 from harness.models.zoo import ModelConfig, config_for
 from strategies.pipeline_checks import PipelinePlan
@@ -64,8 +68,10 @@ def in_flight(schedule: str, rank: int, pp: int, virtual: int, micro: int) -> in
     if schedule == "interleaved":  # torch's warm-up (_get_warmup_ops), rounds of M // max(1, M // p), then one
         per_round = micro // max(1, micro // pp)
         return min((virtual - 1) * per_round + 2 * (pp - rank - 1) + 1, virtual * micro)
+    if schedule == "zb":  # each chunk from its forward until its deferred weight-gradient step
+        return zb_in_flight(zb_actions(rank, pp, virtual, micro))
     raise NotModelled(f"the {schedule} schedule's activations in flight (its backward split into inputs and "
-                      "weights) are not modelled; measure it with `spacetime run`")
+                      "weights, over stages in a V) are not modelled; measure it with `spacetime run`")
 
 
 def stage_params(cfg: ModelConfig, blocks: range, first: bool, last: bool) -> int:
@@ -143,6 +149,30 @@ def _optimizer_temporaries(cfg: ModelConfig, spec: RunSpec, params: float, has_h
     return 2.0 * cfg.dim * widest / tp * train_width(spec)
 
 
+def _zb_stage(cfg: ModelConfig, spec: RunSpec, micro_spec: RunSpec, blocks: range, first: bool, last: bool,
+              grads: float, tp: int) -> ZbStage:
+    """One local stage's figures under the zero-bubble schedule (harness/estimate/zero_bubble_memory.py)."""
+    shapes = Shapes.of(cfg, micro_spec, tp)
+    t, d, widest, lo = shapes.t, cfg.dim, max(cfg.ffn_dim, cfg.q_dim) / tp, 4.0 if shapes.compute == "fp32" else 2.0
+    chunk = _chunk_activations(cfg, micro_spec, blocks, last, tp)
+    # the gradient at each weight's use: q, k, v, w1, w3 (split by TP), wo, w2 and the two norms (whole)
+    blocks_kept = len(blocks) * t * ((shapes.q + 2 * shapes.kv + 2 * shapes.f) / tp + 4 * d) * lo
+    kept = 0.0 if first else blocks_kept + (t * (d + cfg.vocab_size / tp) * lo if last else 0.0)
+    head_weight = cfg.vocab_size * d / tp * train_width(spec)  # the output projection's, or the embedding's
+    later = [d * widest * train_width(spec) + t * d * 4.0]  # a block's widest weight's gradient
+    if first:  # a full backward: w2's input gradient beside it, and the embedding's once the chunk is freed
+        later += [d * widest * train_width(spec) + t * widest * 4.0, head_weight - chunk]
+    if last:  # the output projection's, run last, the blocks' intermediates' gradients freed before it
+        later.append(head_weight - blocks_kept)
+    if last:  # the loss's backward (two t x V), beside the input gradient it sends and the one before it
+        input_peak = head_bytes(shapes, micro_spec).backward + 2 * t * d * 4.0
+    else:  # the intermediates' gradients, beside w2's input gradient and the one it sends
+        input_peak = kept + t * (widest + d) * 4.0
+    return ZbStage(chunk=chunk, kept=kept, freed=2 * t * cfg.vocab_size / tp * 4.0 if last and not first else 0.0,
+                   grads=grads, input_peak=input_peak, weight_peak=max(later), left=t * d * 4.0 * (1 if first else 2),
+                   first=first)
+
+
 def predict_stages(spec: RunSpec, plan: PipelinePlan) -> list[StageMemory]:
     """Every pipeline rank's peak (rank i holds stages i, i + p, ...); `plan.shard`: the ranks a stage's state
     is sharded over (FSDP2), `plan.tp`: the tensor-parallel degree inside it."""
@@ -160,20 +190,27 @@ def predict_stages(spec: RunSpec, plan: PipelinePlan) -> list[StageMemory]:
     for rank in range(pp):
         mine = stages_of_rank(rank, pp, virtual)
         params = sum(stage_params(cfg, blocks[s], s == 0, s == total - 1) for s in mine) / tp / shard
-        flight = in_flight(schedule, rank, pp, virtual, micro)
         grads = params * width
         held = {"params": params * master, "optimizer": params * OPTIMIZER_STATE.get(spec.optimizer, 8.0) * width / 4,
-                # every micro-batch's receive buffers: the input from the stage before, the gradient from the next
-                "comm": spec.batch_size * spec.seq_len * cfg.dim * 4.0 * ((0 not in mine) + (total - 1 not in mine))}
-        phases = _phases(cfg, micro_spec, [blocks[s] for s in mine], total - 1 in mine,
-                         _flight_by_stage(flight, pp, virtual, micro),
-                         schedule != "gpipe" and micro * virtual > flight, grads * shard,
-                         _accumulated(cfg, spec, 0 in mine, total - 1 in mine, tp), tp)
+                # every micro-batch's receive buffers, for each local stage: its input and its output's gradient
+                "comm": spec.batch_size * spec.seq_len * cfg.dim * 4.0 * sum((s != 0) + (s != total - 1) for s in mine)}
+        flight = in_flight(schedule, rank, pp, virtual, micro)
+        if schedule == "zb":  # walked action by action in torch's order
+            phases = zb_phases(zb_actions(rank, pp, virtual, micro), {s: _zb_stage(
+                cfg, spec, micro_spec, blocks[s], s == 0, s == total - 1,
+                stage_params(cfg, blocks[s], s == 0, s == total - 1) / tp * width, tp) for s in mine})
+        else:
+            phases = _phases(cfg, micro_spec, [blocks[s] for s in mine], total - 1 in mine,
+                             _flight_by_stage(flight, pp, virtual, micro),
+                             schedule != "gpipe" and micro * virtual > flight, grads * shard,
+                             _accumulated(cfg, spec, 0 in mine, total - 1 in mine, tp), tp)
         if shard > 1:  # FSDP2 in a pipeline: gathered from the first forward until the last backward's reduce
             for name in ("warm-up end", "backward"):
                 phases[name]["comm"] = params * shard * master
         phases["optimizer step"] = {"grads": grads, "temporaries": _optimizer_temporaries(
             cfg, spec, params, total - 1 in mine or 0 in mine, tp)}
+        if shard == 1 and spec.nproc > pp * tp:  # replicas average the gradients through one flat copy of them
+            phases["gradient reduce"] = {"grads": grads, "comm": grads}
         breakdown, phase = largest_phase(held, phases, spec.device)
         out.append(StageMemory(rank, tuple(mine), tuple(i for s in mine for i in blocks[s]), flight, phase,
                                breakdown))

@@ -24,8 +24,12 @@ def test_in_flight_by_schedule() -> None:
     assert [in_flight("1f1b", r, 4, 1, 2) for r in range(4)] == [2, 2, 2, 1]
     interleaved = [in_flight("interleaved", r, 4, 2, 8) for r in range(4)]
     assert interleaved == [11, 9, 7, 5]  # chunks of half a stage: between 1F1B's 2(p - i) halves and GPipe's 16
+    # zero bubble: a shorter warm-up than interleaved, but rank i's weight steps trail its input steps by i, so
+    # the chunks in flight do not fall with the rank as 1F1B's do
+    assert [in_flight("zb", r, 4, 2, 8) for r in range(4)] == [8] * 4
+    assert [in_flight("zb", r, 4, 1, 4) for r in range(4)] == [4] * 4
     with pytest.raises(NotModelled):
-        in_flight("zb", 0, 4, 2, 8)
+        in_flight("zbv", 0, 4, 2, 8)
 
 
 def test_interleaved_chunks_spread_over_local_stages_as_torch_warms_up() -> None:
