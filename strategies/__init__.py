@@ -34,6 +34,8 @@ BUILTINS: dict[str, str] = {  # canonical order: listings, `--preset strategies`
     **{name: "strategies.fsdp" for name in ("fsdp_full_shard", "fsdp_shard_grad_op", "fsdp_hybrid_shard",
                                             "fsdp_offload")},
     "tp": "strategies.tp", "fsdp_tp": "strategies.tp", "tp_sp": "strategies.tp", "fsdp_tp_sp": "strategies.tp",
+    "tp_async": "strategies.async_tp", "fsdp_tp_async": "strategies.async_tp",
+    **{name: "strategies.context_parallel" for name in ("cp", "fsdp_cp", "fsdp_tp_cp")},
     **{name: "strategies.fsdp1" for name in _FSDP1},
     **{name: "strategies.deepspeed" for name in _ZERO},
     "accelerate_ddp": "strategies.accelerate", "accelerate_fsdp": "strategies.accelerate",

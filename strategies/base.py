@@ -46,6 +46,7 @@ class Layout:
     dp_shard: int = 1
     tp: int = 1
     pp: int = 1  # pipeline stages' ranks (outermost: ranks pp_rank x dp x tp + dp_rank x tp + tp_rank)
+    cp: int = 1  # context-parallel ranks sharing each sequence (they hold one data-parallel rank's batch)
 
     @property
     def dp(self) -> int:
@@ -71,6 +72,9 @@ class Strategy:
     why_not: dict[str, str] = {}
     # Why `spacetime simulate` cannot run this strategy under fake tensors; None: it can (harness/simulate/runner.py).
     simulate_why_not: str | None = None
+    # Why a measured run (`run`) cannot happen on a device ("cpu", "cuda"): `unsupported` with the reason before
+    # anything is launched; `estimate` still models it for any target (harness/run/validate.py).
+    device_why_not: dict[str, str] = {}
     # --workload generate: whether the strategy runs it (`wrap_generate`), and why not where it does not.
     generates: bool = False
     generate_why_not: str = "generation is not implemented for this strategy; use single, ddp, fsdp_full_shard or tp"

@@ -114,7 +114,7 @@ _MEASURE: list[tuple[str, Values | None]] = [  # run and sweep only: no figure o
 _FIGURES: list[tuple[str, Values | None]] = [  # every command's: the shape and the knobs
     ("--seq-len", ints("seq_len")), ("--device", choices(["auto", "cpu", "cuda"])), ("--tp", ints("tp")),
     ("--dp-replicate", ints("dp_replicate")), ("--pp", ints("pp")), ("--pp-virtual", ints("pp_virtual")),
-    ("--pp-microbatches", ints("pp_microbatches")), ("--dtype", choices(DTYPES)),
+    ("--pp-microbatches", ints("pp_microbatches")), ("--cp", ints("cp")), ("--dtype", choices(DTYPES)),
     ("--activation-checkpointing", choices(CHECKPOINTING)), ("--ckpt-every", ints("ckpt_every")),
     ("--lora-rank", ints("lora_rank")),
     ("--lora-targets", choices(["q,v", "all-linear", "q,k,v,o,gate,up,down", "gate"], ",", "q,x", "all")),

@@ -106,6 +106,8 @@ def shape_flags(p: argparse.ArgumentParser, sweep: bool, target: bool = False) -
         preset=False, type=int_arg)
     add("--pp-microbatches", d.pp_microbatches, "micro-batches per rank's batch in a pipeline (0: --pp)",
         preset=False, type=int_arg)
+    add("--cp", d.cp, "context-parallel ranks sharing each sequence: cp, fsdp_cp, fsdp_tp_cp (0: the strategy's "
+        "default)", preset=False, type=int_arg)
     device = ("the target: auto (the same as cuda) or cpu (no CUDA context; offload moves nothing out)" if target
               else "auto (one GPU per rank if this host has enough, else the CPU), cpu or cuda")
     add("--device", d.device, device, preset=False)

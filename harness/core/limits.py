@@ -22,7 +22,7 @@ MAX_SECONDS = 30 * 24 * 3600.0  # --timeout: 30 days
 LIMITS: dict[str, tuple[int, int]] = {
     # RunSpec fields
     "nproc": (1, MAX_RANKS), "nnodes": (1, MAX_RANKS), "tp": (0, MAX_RANKS), "dp_replicate": (0, MAX_RANKS),
-    "pp": (0, MAX_RANKS), "pp_virtual": (0, 2**10), "pp_microbatches": (0, 2**14),
+    "pp": (0, MAX_RANKS), "pp_virtual": (0, 2**10), "pp_microbatches": (0, 2**14), "cp": (0, MAX_RANKS),
     "batch_size": (1, 2**14), "seq_len": (1, 2**24), "grad_accum": (1, 2**14),
     "warmup": (1, 2**20), "memory_steps": (1, 2**20), "steps": (1, 2**20),
     "seed": (0, 2**32 - 1), "ckpt_every": (1, 2**10), "lora_rank": (0, 2**16), "lora_alpha": (1, 2**16),
@@ -40,7 +40,7 @@ LIMITS: dict[str, tuple[int, int]] = {
 FLOAT_LIMITS: dict[str, tuple[float, float]] = {"timeout_s": (1.0, MAX_SECONDS)}
 SPEC_FIELDS = ("nproc", "nnodes", "tp", "dp_replicate", "batch_size", "seq_len", "grad_accum", "warmup",
                "memory_steps", "steps", "seed", "ckpt_every", "lora_rank", "lora_alpha", "timeout_s", "lr",
-               "prompt_len", "new_tokens", "num_beams", "pp", "pp_virtual", "pp_microbatches")
+               "prompt_len", "new_tokens", "num_beams", "pp", "pp_virtual", "pp_microbatches", "cp")
 
 
 def shown(value: Any) -> str:

@@ -32,6 +32,8 @@ class MemoryProfile:
     flat: bool = False  # FSDP1's flat parameters: a unit's gradient covers all of it once anything in it trains
     sequence_parallel: bool = False  # TP with SP: the residual stream and norms hold 1/tp of the sequence
     loss_parallel: bool = False  # TP's logits (and their gradient) stay 1/tp of the vocabulary into the loss
+    cp: int = 1  # context parallelism: each rank holds 1/cp of every sequence (context_parallel_memory.py)
+    symm_mem: bool = False  # async TP: a symmetric-memory workspace per TP group (async_tp_memory.py)
 
 
 class PeakFigures:

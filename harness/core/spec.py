@@ -28,6 +28,7 @@ class RunSpec:
     pp: int = 0  # pipeline ranks (stages x virtual stages over them); 0 = the strategy's default
     pp_virtual: int = 0  # pipeline stages per pipeline rank (interleaved schedules); 0 = the strategy's default
     pp_microbatches: int = 0  # micro-batches each rank's batch is split into; 0 = the strategy's default (pp)
+    cp: int = 0  # context-parallel degree (ranks sharing one sequence); 0 = the strategy's default
     timeout_s: float = 600.0
     # memory knobs (valid values in harness/core/knobs.py)
     dtype: str = "fp32"  # fp32, bf16 / fp16 (mixed, fp32 masters), bf16-pure

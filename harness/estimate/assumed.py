@@ -24,7 +24,8 @@ def assumed_shape(spec: RunSpec) -> dict[str, Any]:
     if spec.loss_type != "full":
         knobs["loss"] = f"{spec.loss_type} ({spec.loss_chunks} chunks)"
     return {"model": spec.model, "params": config_for(spec).param_count(), "strategy": spec.strategy,
-            "nproc": spec.nproc, "dp": layout.dp, "tp": layout.tp, "pp": layout.pp, "batch_size": spec.batch_size,
+            "nproc": spec.nproc, "dp": layout.dp, "tp": layout.tp, "pp": layout.pp, "cp": layout.cp,
+            "batch_size": spec.batch_size,
             "seq_len": spec.seq_len, "global_batch": spec.batch_size * spec.grad_accum * layout.dp,
             "device": spec.device, "knobs": knobs}
 
@@ -42,7 +43,8 @@ def shape_lines(shape: dict[str, Any]) -> list[str]:
              f"quant {k['quant']}"] + ([f"loss {k['loss']}"] if "loss" in k else [])
     return [f"assumed: {shape['model']} ({shape['params']:,} params), {shape['strategy']} on "
             f"{_plural(shape['nproc'], 'rank')} = {shape['dp']} data-parallel x {shape['tp']} tensor-parallel"
-            + (f" x {shape['pp']} pipeline" if shape.get("pp", 1) > 1 else "") + f", for {shape['device']}",
+            + (f" x {shape['pp']} pipeline" if shape.get("pp", 1) > 1 else "")
+            + (f" x {shape['cp']} context-parallel" if shape.get("cp", 1) > 1 else "") + f", for {shape['device']}",
             f"  batch {shape['batch_size']} x seq {shape['seq_len']} per data-parallel rank, "
             f"{_plural(k['grad_accum'], 'micro-batch')} per step: global batch {shape['global_batch']:,} "
             "sequences",

@@ -16,8 +16,10 @@ from __future__ import annotations
 from harness.core.memory import MemoryProfile
 from harness.core.spec import RunSpec
 from harness.estimate.activations import Shapes
+from harness.estimate.async_tp_memory import add_workspace
 from harness.estimate.comm import Comm, fsdp_phases, gathered_bytes
 from harness.estimate.compile_memory import check_compile
+from harness.estimate.context_parallel_memory import add_ring_phases, cp_shapes
 from harness.estimate.loss_memory import chunked_loss_phases
 from harness.estimate.model_bytes import OPTIMIZER_STATE, embedding_grad, lora_params, train_width, weight_bytes
 from harness.estimate.op_checkpoint_memory import op_block_bytes
@@ -60,7 +62,9 @@ def predict(spec: RunSpec, profile: MemoryProfile, device: str = "cuda") -> Pred
         state = {k: (0.0 if k in profile.offload else v) for k, v in state.items()}
     phases = _phases(cfg, spec, profile, device, state)
     held = {"params": state["params"], "optimizer": state["optimizer"]}
-    return Prediction(spec, *largest_phase(held, phases, device), int(host))
+    breakdown, phase = largest_phase(held, phases, device)
+    breakdown = add_workspace(breakdown, cfg, spec, profile, device)  # async TP (async_tp_memory.py)
+    return Prediction(spec, breakdown, phase, int(host))
 
 
 # phases where, under gradient accumulation, the earlier micro-batches' gradients are what is held
@@ -72,6 +76,7 @@ def _phases(cfg: ModelConfig, spec: RunSpec, profile: MemoryProfile, device: str
             state: dict[str, float]) -> dict[str, dict[str, float]]:
     """What each phase of the step adds to the parameters and optimizer state (bytes per rank)."""
     shapes = Shapes.of(cfg, spec, profile.tp, casts_params=profile.casts_params, flat=profile.flat)
+    shapes = cp_shapes(shapes, profile.cp)  # a rank's 1/cp of each sequence (context_parallel_memory.py)
     # every block's saved tensors, checkpointing applied; TP's sequence and loss parallelism (tp_activations.py)
     blocks = tp_block_bytes(shapes, spec, profile, per_block(spec))
     blocks = op_block_bytes(shapes, spec, blocks)  # --activation-checkpointing op (op_checkpoint_memory.py)
@@ -102,6 +107,7 @@ def _phases(cfg: ModelConfig, spec: RunSpec, profile: MemoryProfile, device: str
         phases.update(fsdp_phases(cfg, spec, profile, state, comm, blocks, head))
     # --loss chunked: its terms for the full loss's (loss_memory.py)
     chunked_loss_phases(shapes, spec, blocks, head, phases, sum(gathered_bytes(cfg, spec, profile)))
+    add_ring_phases(phases, shapes, profile)  # ring attention's buffers (context_parallel_memory.py)
     if spec.grad_accum > 1:  # FSDP skips its reduce-scatter until the last micro-batch: unsharded until then
         accumulated = state["grads"] * (profile.grad_div if profile.gathered != "none" else 1)
         for name in _ACCUMULATING:

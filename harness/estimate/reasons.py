@@ -95,13 +95,19 @@ def _optimizer(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, phase: str)
     return f"{kept} per trainable parameter ({what}){_spread(prof.optim_div, prof.tp)}"
 
 
+def _tokens(spec: RunSpec, prof: MemoryProfile) -> str:
+    """A rank's tokens: batch x seq, a 1/cp share of each sequence under context parallelism."""
+    share = f" (1/{prof.cp} of each sequence)" if prof.cp > 1 else ""
+    return f"{spec.batch_size} x {spec.seq_len // prof.cp}{share}"
+
+
 def _activations(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, phase: str) -> str:
     ckpt = {"off": "checkpointing off; --activation-checkpointing full keeps only each block's input",
             "full": "checkpointing full: each block keeps its input, one block recomputed at a time",
             "selective": f"checkpointing 1 block in {spec.ckpt_every}",
             "op": "checkpointing per op: each block keeps its input, matmul and attention outputs"
             }[spec.activation_checkpointing]
-    return (f"{cfg.n_layers} blocks x {spec.batch_size} x {spec.seq_len} tokens of tensors saved for backward "
+    return (f"{cfg.n_layers} blocks x {_tokens(spec, prof)} tokens of tensors saved for backward "
             f"({ckpt}), and the {cfg.vocab_size:,}-wide logits")
 
 
@@ -112,7 +118,7 @@ def _temporaries(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, phase: st
     if phase == "optimizer step":
         return "the optimizer step's copy of the whole embedding gradient (SGD under tensor parallelism)"
     if phase == "backward start":
-        return (f"the loss's gradients: log-softmax and logits, {spec.batch_size} x {spec.seq_len} tokens x "
+        return (f"the loss's gradients: log-softmax and logits, {_tokens(spec, prof)} tokens x "
                 f"{cfg.vocab_size:,}")
     return f"short-lived buffers at the {phase}"
 
@@ -130,8 +136,10 @@ def _comm(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, phase: str) -> s
 
 
 def _context(cfg: ModelConfig, spec: RunSpec, prof: MemoryProfile, phase: str) -> str:
+    workspace = (" and async TP's symmetric-memory workspace (allocated by the CUDA driver)"
+                 if prof.symm_mem and prof.tp > 1 else "")
     return (f"the CUDA context and kernels (about {CUDA_CONTEXT_BYTES // MIB} MiB; 0.5-1.3 GB by driver and "
-            "build), outside the allocator's peak")
+            f"build){workspace}, outside the allocator's peak")
 
 
 WHY: dict[str, Why] = {"params": _params, "grads": _grads, "optimizer": _optimizer, "activations": _activations,

@@ -6,13 +6,14 @@ import os
 from dataclasses import replace
 
 from harness.core import knobs
-from harness.core.errors import SpecError
+from harness.core.errors import SpecError, Unsupported
 from harness.core.limits import check_spec_limits
 from harness.core.spec import DEVICES, RunSpec
 from harness.models.hf_config import checked
 from harness.models.zoo import ZOO, ModelConfig
 from harness.run.workload_checks import check_generation, check_workload
 from strategies import get_strategy, strategy_names
+from strategies.cp_checks import refuse_cp
 from strategies.pipeline_checks import refuse_pipeline_fields
 from strategies.tp_checks import refuse_loss_parallel
 
@@ -47,8 +48,11 @@ def validate(spec: RunSpec, measure: bool = True, planned: bool = False) -> RunS
     if not strategy.pipelines:
         refuse_pipeline_fields(spec, spec.strategy)
     refuse_loss_parallel(spec, strategy)
+    refuse_cp(spec, strategy)
     strategy.check(spec)
     strategy.check_knobs(spec)
+    if measure and spec.device in strategy.device_why_not:  # estimate models it for any target
+        raise Unsupported(f"{spec.strategy} on {spec.device}: {strategy.device_why_not[spec.device]}")
     check_generation(spec, strategy, measure)
     if measure:  # estimate needs no package; simulate checks those it runs (check_simulable)
         knobs.check_packages(spec)

@@ -97,6 +97,7 @@ def _changes(tmp_path: Path) -> dict[str, tuple[list[str], list[str]]]:
         "--pp": (["--strategy", "pp_1f1b", "--nproc", "4"], ["--pp", "2"]),
         "--pp-virtual": (["--strategy", "pp_interleaved", "--nproc", "2"], ["--pp-virtual", "1"]),
         "--pp-microbatches": (["--strategy", "pp_gpipe", "--nproc", "2"], ["--pp-microbatches", "4"]),
+        "--cp": (["--strategy", "fsdp_cp", "--nproc", "8"], ["--cp", "4"]),
         "--device": ([], ["--device", "cpu"]),
         "--dtype": ([], ["--dtype", "bf16-pure"]),
         "--activation-checkpointing": ([], ["--activation-checkpointing", "full"]),
