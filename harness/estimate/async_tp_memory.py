@@ -20,6 +20,11 @@ caching allocator, so it is not in the allocator's peak (CUDA max allocated): es
 CUDA context, to the device bytes that `fits` checks.  Symmetric memory exists on CUDA only: a CPU target has
 no workspace.
 
+Checked against figures already held: the tensor-parallel matrix (benchmarks/results/tp-accuracy-cpu.json)
+measured tp_sp on tiny (e.g. 2 ranks, bf16: 57,597,616 bytes a rank, predicted 57,575,424); tp_async predicts
+the same allocator peak for each of those cases and only its device bytes grow, by the workspace
+(tests/unit/test_cp_async_tp.py).
+
 For tiny (dim 256) at batch 4 x seq 128 = 512 tokens, tp 2, bf16 mixed (autocast): the all-gather asks for
 256 x 256 x 4 = 262,144 bytes, the reduce-scatter for 2 x 256 x 256 x 2 = 262,144: the workspace is 262,144
 + 9,216 bytes.  In fp32 the reduce-scatter's 524,288 wins.

@@ -117,6 +117,24 @@ def test_async_tp_is_tp_sp_plus_the_workspace_beside_the_context(model: str) -> 
     assert workspace_bytes(shapes) == 2 * (8192 // 8) * config_for(spec).dim * 2 + SIGNAL_PAD_BYTES
 
 
+def _held(matrix: str, prefix: str) -> list[dict[str, Any]]:
+    cases = json.loads((ROOT / "benchmarks" / "results" / matrix).read_text())["cases"]
+    return [c["spec"] for name, c in sorted(cases.items()) if name.startswith(prefix)]
+
+
+@pytest.mark.parametrize("held", _held("tp-accuracy-cpu.json", "tiny-tp_sp-"),
+                         ids=lambda s: f"{s['dtype']}-ckpt-{s['activation_checkpointing']}-lp{int(s['loss_parallel'])}")
+def test_async_tp_keeps_the_measured_tp_sp_cases_peak(held: dict[str, Any]) -> None:
+    """The tensor-parallel matrix's measured tp_sp cases stand for tp_async's allocator peak: the same figure,
+    with the workspace only in the device bytes."""
+    sp = validate(RunSpec(**held, device="cuda"), measure=False)
+    ours = validate(RunSpec(**{**held, "strategy": "tp_async"}, device="cuda"), measure=False)
+    a, b = predict(ours, profile_for(ours)), predict(sp, profile_for(sp))
+    prof = profile_for(ours)
+    shapes = Shapes.of(config_for(ours), ours, prof.tp, casts_params=prof.casts_params)
+    assert a.peak_bytes == b.peak_bytes and a.device_bytes - b.device_bytes == int(workspace_bytes(shapes))
+
+
 def test_ring_buffers_for_tiny_by_hand() -> None:
     """tiny: dim 256 = 8 heads x 32 (kv too), batch 2 x seq 128 over cp 2: 128 tokens a rank, fp32."""
     _, shapes = _tiny("fp32", "fsdp_cp", 2, batch_size=2, seq_len=128)
@@ -129,13 +147,8 @@ def test_ring_buffers_for_tiny_by_hand() -> None:
     assert bwd.temporaries == 128 * 768 * 4 * 2  # fp32 dq, dk, dv and one step's
 
 
-def _accuracy_cases() -> list[dict[str, Any]]:
-    cases = json.loads((ROOT / "benchmarks" / "results" / "accuracy-cpu.json").read_text())["cases"]
-    return [c["spec"] for name, c in sorted(cases.items())
-            if name.startswith("tiny-fsdp_full_shard-") and c["spec"]["lora_rank"] == 0]
-
-
-@pytest.mark.parametrize("held", _accuracy_cases(), ids=lambda s: f"{s['dtype']}-ckpt-{s['activation_checkpointing']}")
+@pytest.mark.parametrize("held", [s for s in _held("accuracy-cpu.json", "tiny-fsdp_full_shard-") if not s["lora_rank"]],
+                         ids=lambda s: f"{s['dtype']}-ckpt-{s['activation_checkpointing']}")
 def test_cp_at_seq_is_fsdp_at_seq_over_cp_plus_the_ring(held: dict[str, Any]) -> None:
     """The measured matrix's fsdp_full_shard on 2 ranks stands for fsdp_cp on 2 ranks (cp 2, the same shards) at
     twice the sequence: the same tokens a rank.  fsdp_cp's prediction is fsdp's, or above it by no more than
