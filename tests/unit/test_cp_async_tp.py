@@ -107,9 +107,9 @@ def test_async_tp_workspace_is_the_larger_fused_request(dtype: str, strategy: st
 
 @pytest.mark.parametrize("model", ["8b", "70b"])
 def test_async_tp_is_tp_sp_plus_the_workspace_beside_the_context(model: str) -> None:
-    fields = {"model": model, "nproc": 8, "batch_size": 1, "seq_len": 8192}
-    spec, shapes = _tiny("bf16", **fields)
-    sp = validate(RunSpec(strategy="tp_sp", dtype="bf16", **fields), measure=False)  # type: ignore[arg-type]
+    fields: dict[str, Any] = {"model": model, "batch_size": 1, "seq_len": 8192}
+    spec, shapes = _tiny("bf16", "tp_async", 8, **fields)
+    sp = validate(RunSpec(strategy="tp_sp", nproc=8, dtype="bf16", **fields), measure=False)
     ours, theirs = predict(spec, profile_for(spec)), predict(sp, profile_for(sp))
     assert ours.peak_bytes == theirs.peak_bytes  # outside the caching allocator
     assert ours.device_bytes - theirs.device_bytes == int(workspace_bytes(shapes))
