@@ -38,9 +38,6 @@ _ZB_NOT_SIMULATED = ("its split backward takes the stage input's gradient with a
                      "tracker's module hooks (torch's ModTracker, register_multi_grad_hook) cannot run there: "
                      "\"A leaf node was passed to _will_engine_execute_node but we are currently running "
                      "autograd.grad()\".  Use `estimate` (per stage) or `run`")
-_TP_NOT_SIMULATED = ("its pipeline ranks are simulated one after another in one process, and the second one's "
-                     "DTensors come out on device meshes of the first (\"Could not resolve the process group "
-                     "registered under the name ...\": that world is gone).  Use `estimate` (per stage) or `run`")
 
 
 @register("pp_gpipe", "pipeline, GPipe: all micro-batches forward, then all backward", schedule="gpipe")
@@ -62,7 +59,7 @@ class Pipeline(Strategy):
                  tp: bool = False) -> None:
         super().__init__(name, description)
         self.schedule, self.fsdp, self.tp = schedule, fsdp, tp
-        self.simulate_why_not = _ZB_NOT_SIMULATED if schedule == "zb" else _TP_NOT_SIMULATED if tp else None
+        self.simulate_why_not = _ZB_NOT_SIMULATED if schedule == "zb" else None
         self.shards = "blocks by stage (pipeline)" + ("; weight matrices by heads/hidden (TP)" if tp else "") + (
             "; params, grads, optimizer state within a stage (FSDP2)" if fsdp else "")
 

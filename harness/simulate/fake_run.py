@@ -52,6 +52,17 @@ def fake_world(spec: RunSpec, rank: int = 0) -> Iterator[FakeWorld]:
         yield FakeWorld(rank, rank, spec.nproc, torch.device("cpu"), "fake")
     finally:
         dist.destroy_process_group()
+        forget_sharding_cache()
+
+
+def forget_sharding_cache() -> None:
+    """DTensor's sharding caches (native and Python) key an op by its specs, whose meshes compare equal across
+    worlds of one shape whatever their process groups; a world simulated after this one (a pipeline's next
+    rank) would get specs on this world's meshes, whose groups are gone."""
+    from torch.distributed.tensor import DTensor
+
+    torch._C._clear_DTensor_sharding_propagator_cache()
+    DTensor._op_dispatcher.sharding_propagator.propagate_op_sharding.cache_clear()
 
 
 def _breakdown(snapshot: dict[torch.device, dict[Any, int]], device: str) -> dict[str, int]:
