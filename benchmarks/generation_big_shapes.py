@@ -1,8 +1,9 @@
 """Build `benchmarks/results/generation-estimate-vs-simulate.json` (and its .md table): `spacetime estimate
 --workload generate` beside `spacetime simulate --workload generate` for the big shapes no machine here can
-measure: 7b, 8b, 13b and 70b in bf16, int8 and nf4, and the families' shapes in bf16 (Gemma 2's softcapped
-attention, Phi-3's window shorter than the sequence, ...), one rank, batch 1, 2048 prompt + 256 new tokens, greedy, a
-static cache, a CUDA target (both add the CUDA context; the figures compared are the allocator's).
+measure: 7b, 8b, 13b and 70b in bf16, int8 and nf4 (7b and 8b in torchao's int8, NF4 and int4 too), and the
+families' shapes in bf16 (Gemma 2's softcapped attention, Phi-3's window shorter than the sequence, ...), one
+rank, batch 1, 2048 prompt + 256 new tokens, greedy, a static cache, a CUDA target (both add the CUDA context;
+the figures compared are the allocator's).
 tests/accuracy/test_generation_big_shapes.py holds the estimate to the stored simulated figures.
 
     python -m benchmarks.generation_big_shapes           # every case (simulate: a few seconds to a minute each)
@@ -20,6 +21,7 @@ from typing import Any
 
 OUT = Path(__file__).parent / "results" / "generation-estimate-vs-simulate.json"
 FIGURES = ("load_bytes", "prefill_peak_bytes", "decode_peak_bytes", "kv_cache_bytes")
+TORCHAO = ("int8-torchao", "nf4-torchao", "int4-torchao")
 FAMILIES = ("mistral-7b", "qwen2.5-7b", "qwen3-8b", "gemma-7b", "gemma2-9b", "phi3-mini")
 SHAPE = {"strategy": "single", "nproc": 1, "batch_size": 1, "prompt_len": 2048, "new_tokens": 256, "num_beams": 1,
          "kv_cache": "static"}
@@ -31,6 +33,9 @@ def cases() -> dict[str, dict[str, Any]]:
         for quant in ("none", "int8", "nf4"):
             out[f"{model}-bf16{'' if quant == 'none' else '-' + quant}"] = {
                 "model": model, "dtype": "bf16", "quant": quant, **SHAPE}
+    for model in ("7b", "8b"):  # torchao's: int8 and NF4 simulated, int4 (CUDA only) estimated
+        for quant in TORCHAO:
+            out[f"{model}-bf16-{quant}"] = {"model": model, "dtype": "bf16", "quant": quant, **SHAPE}
     for model in FAMILIES:
         out[f"{model}-bf16"] = {"model": model, "dtype": "bf16", "quant": "none", **SHAPE}
     return out

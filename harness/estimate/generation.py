@@ -119,12 +119,13 @@ def quant_matmul(g: GenShape, t: int) -> float:
     the packed weights with 8 bytes per input element; on CUDA it dequantizes the whole weight to the compute
     width unless one row multiplies (the gemv kernel).  torchao's int8 (weight-only) and NF4 linears make the
     whole weight in the input's dtype on each call, on any device (NF4 through int64 indices and the scaled
-    halves); its int4 tinygemm pads the input.  Beyond the two products the caller counts."""
-    n, out = g.d * g.fd, t * g.fd * g.width  # the weight's elements; one product
+    halves); its int4 tinygemm pads the input.  Beyond the two MLP-wide tensors the caller counts: at w3, the
+    gate and w3's product; at w2 (the larger weight moment), the gate and its input."""
+    n, out, down = g.d * g.fd, t * g.fd * g.width, t * g.d * g.width  # the weight's elements; w3's, w2's product
     if g.quant == "int8-torchao":  # the weight in the input's dtype beside the product, then the scaled product
-        return max(n * g.width, out)
+        return max(n * g.width + down, 2 * down, out)
     if g.quant == "nf4-torchao":  # get_original_weight: two int64 index tensors, the two halves looked up and
-        return max(n * (8.0 + 3 * g.width) - out, n * g.width)  # scaled, their stack; then the weight alone
+        return max(n * (8.0 + 3 * g.width), n * g.width + down)  # scaled, their stack; then the weight alone
     if g.quant == "int4-torchao":  # tinygemm: the input padded to a multiple of 1024 columns
         return t * -(-g.d // INT4_PAD_IN) * INT4_PAD_IN * g.width
     rows_in = t * g.d * 1.0 + t * 4.0
