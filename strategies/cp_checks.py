@@ -1,5 +1,5 @@
-"""Checks of context parallelism's fields before anything is launched, and why async TP and context parallelism
-do not run here (the errors torch 2.13 gives, found by running them on CPU ranks over gloo).
+"""Checks of context parallelism's fields before anything is launched, and why async TP (and context parallelism
+with tensor parallelism) do not run here (for async TP, the errors torch 2.13 gives on CPU ranks over gloo).
 
 Context parallelism (torch.distributed.tensor.experimental.context_parallel) splits every sequence over --cp
 ranks and runs ring attention over SDPA.  With load balancing (torch's default for causal attention) each rank
@@ -30,20 +30,14 @@ ASYNC_TP_ON_CPU = (
     "the same), symm_mem.empty raises \"RuntimeError: SymmetricMemory does not support device type cpu\", and "
     "Inductor's micro-pipeline TP pass skips its fusion without NCCL, so a compiled model runs as plain tp_sp; "
     "use tp_sp, or `spacetime estimate`")
-# torch 2.13 CPU + gloo, 2 ranks, context_parallel over a causal SDPA: its ring attention shards only CUDA's
-# flash, efficient and cuDNN kernels; the CPU's SDPA kernel has no sharding rule.
-CP_ON_CPU = (
-    "ring attention (torch.distributed.tensor.experimental.context_parallel) shards only CUDA's flash, "
-    "efficient and cuDNN SDPA kernels; on CPU SDPA runs aten._scaled_dot_product_flash_attention_for_cpu, and "
-    "torch 2.13 raises \"NotImplementedError: Operator aten._scaled_dot_product_flash_attention_for_cpu.default "
-    "does not have a sharding strategy registered\" (with the math kernel forced, DTensor refuses its mixed "
-    "Tensor and DTensor arguments); use `spacetime estimate`")
+CP_WITH_TP = ("a measured run does not combine context parallelism with tensor parallelism yet (ring attention "
+              "over heads split by TP is untried here); measure cp or fsdp_cp, or use `spacetime estimate`")
 NOT_WIRED_ON_CUDA = ("a measured run is not wired yet: it needs two or more GPUs to be checked against single's "
                      "loss; use `spacetime estimate`")
 ASYNC_TP_SIMULATE = ("symmetric memory is a CUDA allocation that a fake CPU run cannot make (\"SymmetricMemory does "
                      "not support device type cpu\"), so its workspace would go uncounted; use `estimate`")
-CP_SIMULATE = ("a fake run computes on CPU tensors, whose SDPA kernel ring attention cannot shard "
-               "(aten._scaled_dot_product_flash_attention_for_cpu has no sharding rule); use `estimate`")
+CP_SIMULATE = ("ring attention's collectives and the in-place sharding of each batch along the sequence are not "
+               "run under fake tensors here; use `estimate`, or `run` (cp and fsdp_cp measure on CPU)")
 
 
 def refuse_cp(spec: RunSpec, strategy: Any) -> None:

@@ -42,7 +42,8 @@ def global_batch(spec: RunSpec, layout: Layout, step: int) -> torch.Tensor:
 
 def local_batches(spec: RunSpec, layout: Layout, world: World) -> list[Batch]:
     """This rank's rows of every step's global batch (tp ranks of one dp group share rows)."""
-    dp_rank = (world.rank // layout.tp) % layout.dp  # pipeline ranks (outermost) share rows too
+    dp_rank = (world.rank // (layout.tp * layout.cp)) % layout.dp  # pipeline ranks (outermost) share rows too,
+    # and context-parallel ones (between dp and tp) share them too, each taking its part of the sequences
     per_rank = spec.batch_size * spec.grad_accum  # the step splits it into grad_accum micro-batches
     rows = slice(dp_rank * per_rank, (dp_rank + 1) * per_rank)
     out = []

@@ -56,6 +56,29 @@ def test_tensor_parallel_variants_match_single(smoke: dict[str, Record], tp_vari
     assert abs(predicted_error(record)) <= 0.05, f"{case}: predicted {predicted_error(record):+.1%}"
 
 
+# context parallelism (ring attention; on CPU through harness/train/cpu_ring_attention.py) on the smoke preset's
+# global batch: each sequence over 2 ranks beside 2 data-parallel ranks (fsdp_cp; `cp` is the same path with
+# every rank on one sequence, kept out for the suite's time)
+CP_VARIANTS = {"fsdp_cp": 4}
+
+
+@pytest.fixture(scope="module")
+def cp_variants() -> dict[str, Record]:
+    specs = [plan("smoke", RunSpec(), strategies=(name,), nproc=n)[0] for name, n in CP_VARIANTS.items()]
+    return dict(zip(CP_VARIANTS, run_sweep(specs, store_path=None, show_progress=False), strict=True))
+
+
+@pytest.mark.parametrize("case", CP_VARIANTS)
+def test_context_parallel_matches_single(smoke: dict[str, Record], cp_variants: dict[str, Record],
+                                         case: str) -> None:
+    record, reference = cp_variants[case], smoke["single"]
+    assert record.status == "ok", f"{case}: {record.error}"
+    assert record.global_batch == reference.global_batch and record.spec.nproc == CP_VARIANTS[case]
+    assert record.loss is not None and reference.loss is not None
+    assert record.loss == pytest.approx(reference.loss, rel=1e-4)
+    assert abs(predicted_error(record)) <= 0.05, f"{case}: predicted {predicted_error(record):+.1%}"
+
+
 def test_sequence_and_loss_parallelism_lower_the_measured_peak(smoke: dict[str, Record],
                                                                tp_variants: dict[str, Record]) -> None:
     """At the same shape, sequence parallelism and loss parallelism each measure below plain TP, by the bytes

@@ -1,5 +1,7 @@
-"""Async TP (tp_async, fsdp_tp_async) and context parallelism (cp, fsdp_cp, fsdp_tp_cp): refused on CPU with
-torch's own error before anything is launched, bad input refused in one line, and modelled by `estimate`."""
+"""Async TP (tp_async, fsdp_tp_async) and context parallelism (cp, fsdp_cp, fsdp_tp_cp): async TP refused on CPU
+with torch's own error before anything is launched, and context parallelism with tensor parallelism refused
+with its reason (cp and fsdp_cp run: tests/integration/test_parity.py); bad input refused in one line; all
+modelled by `estimate`."""
 
 from __future__ import annotations
 
@@ -20,33 +22,33 @@ from harness.models.zoo import config_for
 from harness.run.validate import validate
 
 ROOT = Path(__file__).resolve().parents[2]
-TORCH_ERRORS = {  # what torch 2.13 raised on 2 CPU ranks over gloo
-    "tp_async": "Could not run 'symm_mem::fused_all_gather_matmul' with arguments from the 'CPU' backend",
-    "cp": "aten._scaled_dot_product_flash_attention_for_cpu.default does not have a sharding strategy registered",
-}
+SYMM_MEM_ON_CPU = "Could not run 'symm_mem::fused_all_gather_matmul' with arguments from the 'CPU' backend"
+REFUSED = {"tp_async": SYMM_MEM_ON_CPU, "fsdp_tp_async": SYMM_MEM_ON_CPU,  # torch 2.13 on 2 CPU ranks, gloo
+           "fsdp_tp_cp": "does not combine context parallelism with tensor parallelism"}
 NEW = {"tp_async": 2, "fsdp_tp_async": 4, "cp": 2, "fsdp_cp": 4, "fsdp_tp_cp": 8}  # strategy -> ranks
 
 
-def _error(name: str) -> str:
-    return TORCH_ERRORS["tp_async" if "async" in name else "cp"]
-
-
-@pytest.mark.parametrize("name", list(NEW))
-def test_a_measured_run_on_cpu_is_unsupported_with_torchs_error(name: str) -> None:
+@pytest.mark.parametrize("name", list(REFUSED))
+def test_a_measured_run_on_cpu_is_unsupported_with_the_reason(name: str) -> None:
     with pytest.raises(Unsupported, match=f"^{name} on cpu: ") as why:
         validate(RunSpec(strategy=name, nproc=NEW[name], device="cpu"))
-    assert _error(name) in str(why.value)
+    assert REFUSED[name] in str(why.value)
 
 
-@pytest.mark.parametrize("name", ["tp_async", "cp"])
-def test_run_records_unsupported_with_the_reason_and_launches_nothing(name: str, store_dir: Path,
+@pytest.mark.parametrize("name", ["cp", "fsdp_cp"])
+def test_context_parallel_validates_for_a_measured_cpu_run(name: str) -> None:
+    assert validate(RunSpec(strategy=name, nproc=NEW[name], device="cpu")).device == "cpu"
+
+
+def test_run_records_unsupported_with_the_reason_and_launches_nothing(store_dir: Path,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     from harness.cli.main import main
 
-    code = main(["run", "--strategy", name, "--nproc", "2", "--device", "cpu", "--json", "--store", str(store_dir)])
+    code = main(["run", "--strategy", "tp_async", "--nproc", "2", "--device", "cpu", "--json", "--store",
+                 str(store_dir)])
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert code == 1 and record["status"] == "unsupported" and _error(name) in record["error"]
-    assert record["strategy"] == name and not record.get("peak_bytes")
+    assert code == 1 and record["status"] == "unsupported" and SYMM_MEM_ON_CPU in record["error"]
+    assert record["strategy"] == "tp_async" and not record.get("peak_bytes")
 
 
 @pytest.mark.parametrize("name", list(NEW))
@@ -136,7 +138,8 @@ def test_async_tp_keeps_the_measured_tp_sp_cases_peak(held: dict[str, Any]) -> N
 
 
 def test_ring_buffers_for_tiny_by_hand() -> None:
-    """tiny: dim 256 = 8 heads x 32 (kv too), batch 2 x seq 128 over cp 2: 128 tokens a rank, fp32."""
+    """tiny: dim 256 = 8 heads x 32 (its 4 kv heads repeated to 8), batch 2 x seq 128 over cp 2: 128 tokens a
+    rank, fp32."""
     _, shapes = _tiny("fp32", "fsdp_cp", 2, batch_size=2, seq_len=128)
     local = cp_shapes(shapes, 2)
     assert local.t == 128
