@@ -19,7 +19,7 @@ Rows = batch x beams (beam search expands every prompt before the prefill).  Per
   temporaries  torch.cat's new tensors beside one layer's old ones (dynamic cache); beam search's reorder
                (index_select of one layer's keys, or keys and values for the dynamic cache).
   comm         FSDP full shard: what is gathered at each moment of a forward (fsdp_comm); every forward,
-               prefill or decode step, gathers every unit again.
+               prefill or decode step, gathers every unit again.  ZeRO-3: generation_zero3.py.
   context      the CUDA context on a CUDA target (harness/core/memory.py).
 The families' extras are in the weights (biases, q/k norms: outside the quantized projections) but not in the
 live sets; softcapped attention, a window's mask and the final softcap: generation_attention.py.
@@ -28,17 +28,17 @@ live sets; softcapped attention, a window's mask and the final softcap: generati
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from harness.core.errors import Unsupported
-from harness.core.memory import CUDA_CONTEXT_BYTES, PeakFigures
+from harness.core.memory import CUDA_CONTEXT_BYTES
 from harness.core.spec import RunSpec
 from harness.estimate.generation_attention import attention, final_softcap
+from harness.estimate.generation_prediction import GEN_CATEGORIES, GenPrediction
+from harness.estimate.generation_zero3 import AT_HEAD, IN_BLOCKS, Zero3Gathers, zero3_comm
 from harness.estimate.load_bytes import INT4_PAD_IN, compute_width, linear_shapes, loaded_weights
 from harness.models.zoo import ModelConfig, config_for
 
-GEN_CATEGORIES = ("weights", "buffers", "kv_cache", "activations", "logits", "temporaries", "comm", "context")
-GENERATION_STRATEGIES = ("single", "ddp", "fsdp_full_shard", "tp")
+GENERATION_STRATEGIES = ("single", "ddp", "fsdp_full_shard", "tp", "zero3")
 
 
 @dataclass(frozen=True)
@@ -154,6 +154,7 @@ class Placement:
     host: float  # in host memory (or on disk)
     root: float = 0.0  # FSDP: the root unit (embedding, final norm, output) as gathered
     block: float = 0.0  # FSDP: one block as gathered
+    zero3: Zero3Gathers | None = None  # ZeRO-3: what its hooks gather (generation_zero3.py)
 
 
 def placement(cfg: ModelConfig, spec: RunSpec) -> tuple[Placement, int]:
@@ -164,7 +165,7 @@ def placement(cfg: ModelConfig, spec: RunSpec) -> tuple[Placement, int]:
     w = loaded_weights(cfg, spec)
     # the rotary table (fp32, a buffer) and the prompt's token ids (int64): on a CPU a data-parallel rank's
     # rows are a view of the whole batch's
-    dp = spec.nproc if spec.strategy in ("ddp", "fsdp_full_shard") and spec.device == "cpu" else 1
+    dp = spec.nproc if spec.strategy in ("ddp", "fsdp_full_shard", "zero3") and spec.device == "cpu" else 1
     rope = (spec.prompt_len + spec.new_tokens) * cfg.head_dim * 4.0 + spec.batch_size * dp * spec.prompt_len * 8.0
     tp = (spec.tp or spec.nproc) if spec.strategy == "tp" else 1
     if spec.offload != "none":  # one module's weights on the device at a time
@@ -175,6 +176,8 @@ def placement(cfg: ModelConfig, spec: RunSpec) -> tuple[Placement, int]:
         norms = 2 * cfg.dim * compute_width(spec)  # each block's two norms: its unit's, not the root's
         root = w.rest - cfg.n_layers * norms
         return Placement(w.total / spec.nproc, rope, 0.0, root, w.block(cfg.n_layers) + norms), 1
+    if spec.strategy == "zero3":
+        return Placement(w.total / spec.nproc, rope, 0.0, zero3=Zero3Gathers.of(cfg, spec)), 1
     return Placement(w.total / tp, rope, 0.0), tp
 
 
@@ -231,11 +234,6 @@ def decode_phases(g: GenShape, spec: RunSpec) -> dict[str, dict[str, float]]:
     return _with_ids(phases, ids)
 
 
-# the moments inside a block's forward, and those at the output projection (the root gathered)
-IN_BLOCKS = ("prefill blocks", "decode blocks", "cache growth")
-AT_HEAD = ("prefill logits", "decode logits")
-
-
 def fsdp_comm(phases: dict[str, dict[str, float]], where: Placement, g: GenShape, t: int, label: str,
               cache: float) -> dict[str, dict[str, float]]:
     """FSDP full shard's gathered weights at each moment of a forward over `t` tokens (no_grad, every unit
@@ -245,6 +243,8 @@ def fsdp_comm(phases: dict[str, dict[str, float]], where: Placement, g: GenShape
     while the first block's is made (on a CPU gloo gathers each into a buffer of its own size first), beside
     the embedding's output and the cache as it is before the forward (`cache`).  Found against measured runs
     (benchmarks/results/generation-accuracy-cpu.json)."""
+    if where.zero3:
+        return zero3_comm(phases, where.zero3, t * g.d * g.width, label, cache)
     if not where.root:
         return phases
     gloo = g.device == "cpu"
@@ -257,23 +257,6 @@ def fsdp_comm(phases: dict[str, dict[str, float]], where: Placement, g: GenShape
                  "comm": 2 * where.root + (2 if gloo else 1) * where.block}
         phases = {f"{label} forward start": start, **phases}
     return phases
-
-
-@dataclass
-class GenPrediction(PeakFigures):
-    """The per-rank breakdown at generation's largest moment, and the peak of each phase."""
-
-    spec: RunSpec
-    breakdown: dict[str, int]  # bytes per rank at the peak moment, by GEN_CATEGORIES
-    phase: str
-    host_bytes: int  # weights kept in host memory (or on disk) under --offload
-    phase_peaks: dict[str, int]  # load_bytes, prefill_peak_bytes, decode_peak_bytes (no context)
-    kv_cache_bytes: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"workload": "generate", "peak_bytes": self.peak_bytes, "device_bytes": self.device_bytes,
-                "phase": self.phase, "breakdown": {**self.breakdown, "peak": self.peak_bytes},
-                "host_bytes": self.host_bytes, "kv_cache_bytes": self.kv_cache_bytes, **self.phase_peaks}
 
 
 def predict_generation(spec: RunSpec, device: str = "cuda") -> GenPrediction:
