@@ -32,12 +32,6 @@ _NOT_PIPELINED = {
                                    "selective",
     "dtype=fp16": "the schedule runs backward itself, with no place for the gradient scaler; use bf16",
 }
-# measured with torch 2.13; every other pipeline is simulated one pipeline rank at a time
-# (harness/simulate/pipeline_stand_ins.py)
-_ZB_NOT_SIMULATED = ("its split backward takes the stage input's gradient with autograd.grad, and the memory "
-                     "tracker's module hooks (torch's ModTracker, register_multi_grad_hook) cannot run there: "
-                     "\"A leaf node was passed to _will_engine_execute_node but we are currently running "
-                     "autograd.grad()\".  Use `estimate` (per stage) or `run`")
 
 
 @register("pp_gpipe", "pipeline, GPipe: all micro-batches forward, then all backward", schedule="gpipe")
@@ -59,7 +53,6 @@ class Pipeline(Strategy):
                  tp: bool = False) -> None:
         super().__init__(name, description)
         self.schedule, self.fsdp, self.tp = schedule, fsdp, tp
-        self.simulate_why_not = _ZB_NOT_SIMULATED if schedule == "zb" else None
         self.shards = "blocks by stage (pipeline)" + ("; weight matrices by heads/hidden (TP)" if tp else "") + (
             "; params, grads, optimizer state within a stage (FSDP2)" if fsdp else "")
 

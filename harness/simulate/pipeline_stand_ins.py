@@ -1,6 +1,6 @@
 """What a simulated pipeline rank needs in place of its neighbours: each stage's input and output shapes given up
 front, the schedule's warm-up vote decided without a received value, and each send holding its tensor as a real
-one does.
+one does; and what the memory tracker needs under a split backward.
 
 A simulated rank runs only its own stages; the fake process group takes the pipeline's sends and receives but
 carries no values.  torch's PipelineStage learns its shapes at the first step, either from the shapes it was
@@ -18,7 +18,13 @@ with `.item()`.  Under fake tensors neither the vote nor the metadata can travel
 - a fake send's work holds nothing, where gloo's (and NCCL's) holds the tensor it sends until the work is gone:
   the schedules keep their send works until they wait on them (GPipe until every micro-batch has gone forward, or
   backward), and with them every input gradient or activation sent (one micro-batch's residual stream each), so
-  each fake send's work holds its tensor too.
+  each fake send's work holds its tensor too;
+- the tracker's module hooks (torch's ModTracker) wait for the gradients of all of a module's inputs
+  (`register_multi_grad_hook`, mode "all"), holding each until the last arrives in the same backward call.  The
+  zero-bubble schedule splits backward into two calls (inputs, then weights): some of those waits never complete
+  and hold their gradients for good (+14-22% on tiny), and under its `autograd.grad` the "all" mode raises on a
+  leaf input.  Here they fire on the first gradient and hold none (mode "any"): the hooks only tell the tracker
+  where backward is, which decides how what is made is labelled (activation or temporary), never what is alive.
 
 What a measured run allocates in its steady state is the same either way: its receive buffers are built from the
 shapes at the first step in both modes, and the dynamic mode's trial micro-batch is freed before that step ends
@@ -80,6 +86,7 @@ def pipeline_stand_ins(spec: RunSpec, microbatches: int, fsdp: bool) -> Iterator
     """PipelineStage given its shapes from `spec`, the schedules' warm-up vote decided locally, and their sends'
     works holding what they send (see above)."""
     import torch.distributed as dist
+    import torch.distributed._tools.mod_tracker as mod_tracker
     from torch._subclasses.fake_tensor import unset_fake_temporarily
     from torch.distributed.pipelining import PipelineStage, schedules
     from torch.distributed.pipelining._utils import InferenceMode
@@ -87,6 +94,7 @@ def pipeline_stand_ins(spec: RunSpec, microbatches: int, fsdp: bool) -> Iterator
 
     original_init, original_warmup = PipelineStage.__init__, _PipelineSchedule._warmup_p2p
     original_batch = schedules._batch_p2p
+    original_multi_grad_hook = mod_tracker.register_multi_grad_hook
 
     def init(stage: Any, submodule: Any, stage_index: int, num_stages: int, device: Any, *args: Any,
              **kwargs: Any) -> None:
@@ -104,6 +112,9 @@ def pipeline_stand_ins(spec: RunSpec, microbatches: int, fsdp: bool) -> Iterator
                                    "rank cannot receive them")
             stage._inference_mode = InferenceMode.STATIC
 
+    def multi_grad_hook(tensors: Any, fn: Any, *, mode: str = "all") -> Any:
+        return original_multi_grad_hook(tensors, fn, mode="any")
+
     def batch_p2p(ops: list[Any], desc: str | None = None) -> list[Any]:
         sent = [op.tensor for op in ops if op.op is dist.isend]
         return [_HoldingWork(work, sent) for work in original_batch(ops, desc)]
@@ -111,9 +122,11 @@ def pipeline_stand_ins(spec: RunSpec, microbatches: int, fsdp: bool) -> Iterator
     PipelineStage.__init__ = init  # type: ignore[method-assign,assignment]
     _PipelineSchedule._warmup_p2p = warmup  # type: ignore[method-assign,assignment]
     schedules._batch_p2p = batch_p2p  # type: ignore[assignment]
+    mod_tracker.register_multi_grad_hook = multi_grad_hook
     try:
         yield
     finally:
         PipelineStage.__init__ = original_init  # type: ignore[method-assign]
         _PipelineSchedule._warmup_p2p = original_warmup  # type: ignore[method-assign]
         schedules._batch_p2p = original_batch
+        mod_tracker.register_multi_grad_hook = original_multi_grad_hook
