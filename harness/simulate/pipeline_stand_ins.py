@@ -83,8 +83,8 @@ class _HoldingWork:
 
 @contextmanager
 def pipeline_stand_ins(spec: RunSpec, microbatches: int, fsdp: bool) -> Iterator[None]:
-    """PipelineStage given its shapes from `spec`, the schedules' warm-up vote decided locally, and their sends'
-    works holding what they send (see above)."""
+    """PipelineStage given its shapes from `spec`, the schedules' warm-up vote decided locally, their sends' works
+    holding what they send, and the tracker's module hooks firing on a module's first gradient (see above)."""
     import torch.distributed as dist
     import torch.distributed._tools.mod_tracker as mod_tracker
     from torch._subclasses.fake_tensor import unset_fake_temporarily
