@@ -36,7 +36,7 @@ def check_quant(name: str, spec: RunSpec) -> None:
                           "factor, data): ValueError; use fsdp_full_shard, or --quant nf4")
     if spec.quant != "none" and spec.workload == "generate":
         raise Unsupported(f"{name} with --quant {spec.quant} --workload generate: the weights are quantized after "
-                          "sharding, which the 4-bit layers cannot take; use single or ddp")
+                          "sharding, which the quantized layers cannot take; use single or ddp")
 
 
 def quantized_base(model: nn.Module, param_device: torch.device, device: torch.device, spec: RunSpec) -> nn.Module:
