@@ -7,6 +7,11 @@ generation loop (harness/models/generate.py) then runs on the engine's module, s
 the measurement are those of every other strategy.  Each rank generates for its own prompts (data parallel, as
 ddp's replicas), and every rank takes part in every gather, so all ranks step together.
 
+After every forward the engine's partition cache is emptied (`engine.empty_partition_cache()`, DeepSpeed's own
+call), so nothing stays gathered from one forward (a prefill or a decode step) to the next.  Without it, whether
+the output projection stayed gathered into the next forward was a race: identical runs differed by one output
+projection (tiny, 2 x (64 + 8) tokens in fp32: decode peaks of 20.3 and 23.7 MB), so no peak was repeatable.
+
 What is kept whole: parameters of at most `stage3_param_persistence_threshold` elements (the norms' weights);
 what is gathered at once: up to `stage3_prefetch_bucket_size` elements fetched ahead of use, and any gathered
 parameter whose next use is within `stage3_max_reuse_distance` elements stays gathered up to
@@ -62,6 +67,7 @@ def zero3_inference(model: nn.Module, world: World, spec: RunSpec, config: dict[
     model = load_weights(model, world.device, spec)  # every rank fills the same values; ZeRO keeps its part
     engine, _, _, _ = deepspeed.initialize(model=model, config=config, dist_init_required=False)
     module: nn.Module = engine.module
+    module.register_forward_hook(lambda *_: engine.empty_partition_cache())  # after ZeRO's own release
     return module.eval()
 
 

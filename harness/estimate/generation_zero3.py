@@ -8,13 +8,12 @@ projection be gathered ahead of the one computing, and DeepSpeed's own defaults 
 live, 1e5 persistence) would keep every parameter of these models gathered, which is why the config sets them.
 What this model counts beside the other strategies' live sets (harness/estimate/generation.py), found against
 measured runs (benchmarks/results/generation-accuracy-cpu.json):
-  - the output projection may stay gathered from its forward to the next forward's start, which all-gathers
-    the embedding beside it.  Whether it does is a race (identical runs differ: on tiny, 2 x (64 + 8) tokens
-    in fp32, a decode peak of 20.8 MB in one run and 24.3 MB in the next, the difference one output
-    projection), so a forward's start is counted with it held: the largest a run can reach, which is what
-    headroom is planned for.  Beam search's step after a forward holds it as well;
-  - inside a block, a projection gathering while the one before it is still whole;
+  - a forward's start: the embedding gathering (nothing else is: the strategy empties ZeRO's partition cache
+    after every forward, strategies/deepspeed_generate.py, so nothing stays gathered between forwards);
+  - inside a block, the persistent parameters whole and a projection gathering while the one before it is
+    still whole;
   - at the head, the output projection gathering during the final norm, then held while the logits are made;
+  - between forwards (beam search's step and reorder) nothing gathered;
   - gloo all-gathers through a flat buffer of the output's size and copies it out (two copies while a gather
     runs, on a CPU), NCCL in place.
 """
@@ -55,13 +54,13 @@ def zero3_comm(phases: dict[str, dict[str, float]], z: Zero3Gathers, hidden: flo
                cache: float) -> dict[str, dict[str, float]]:
     """Each moment of `phases` with what is gathered then, and the forward's start and its head's gather
     added; `hidden`: one hidden state of the forward's tokens, `cache`: the KV cache before the forward."""
-    held = z.head  # the last forward's output projection, as a run can hold it (see the docstring)
     for name, extra in phases.items():
-        extra["comm"] = z.persist + (z.linear * (1 + z.copies) if name in IN_BLOCKS else z.head)
+        extra["comm"] = (z.persist + z.linear * (1 + z.copies) if name in IN_BLOCKS else
+                         z.persist + z.head if name in AT_HEAD else 0.0)
     if not phases:
         return phases
     ids = next(iter(phases.values())).get("buffers", 0.0)
-    start = {"kv_cache": cache, "buffers": ids, "comm": z.persist + held + z.copies * z.embed}
+    start = {"kv_cache": cache, "buffers": ids, "comm": z.copies * z.embed}
     gather_head = {"kv_cache": next(iter(phases.values())).get("kv_cache", 0.0), "buffers": ids,
                    "activations": 2 * hidden, "comm": z.persist + z.copies * z.head}
     return {f"{label} forward start": start, f"{label} head gather": gather_head, **phases}

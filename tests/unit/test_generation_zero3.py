@@ -26,18 +26,29 @@ def test_load_is_the_weights_split_as_fsdp_full_shard_splits_them() -> None:
     assert 2 * four == pytest.approx(predict_generation(SPEC, "cpu").breakdown["weights"], abs=2)
 
 
-def test_a_decode_step_starts_with_the_output_projection_and_the_embedding_gathered() -> None:
+def test_the_head_gathers_beside_the_norms_and_nccl_gathers_in_place() -> None:
     cfg = config_for(SPEC)
     z = Zero3Gathers.of(cfg, SPEC)
     assert z.embed == z.head == cfg.vocab_size * cfg.dim * 4.0 and z.copies == 2  # fp32; gloo's flat buffer
     assert z.persist == (2 * cfg.n_layers + 1) * cfg.dim * 4.0  # the norms, below the persistence threshold
     predicted = predict_generation(SPEC, "cpu")
-    assert predicted.phase == "decode forward start"
-    assert predicted.breakdown["comm"] == int(z.persist + z.head + 2 * z.embed)
-    # NCCL gathers in place: one embedding fewer, the same weights
+    assert predicted.phase == "prefill head gather"  # the output projection and gloo's buffer for it
+    assert predicted.breakdown["comm"] == int(z.persist + 2 * z.head)
+    # NCCL gathers in place: the peak moves to the logits, with the projection gathered once
     cuda = predict_generation(SPEC.with_(device="cuda"), "cuda")
-    assert predicted.breakdown["comm"] - cuda.breakdown["comm"] == int(z.embed)
+    assert cuda.phase == "prefill logits" and cuda.breakdown["comm"] == int(z.persist + z.head)
     assert cuda.breakdown["weights"] == predicted.breakdown["weights"]
+
+
+def test_nothing_stays_gathered_between_forwards() -> None:
+    """Beam search's step between forwards holds no gathered weights (the partition cache is emptied after
+    every forward); a forward starts with the embedding alone gathering."""
+    from harness.estimate.generation_zero3 import zero3_comm
+
+    z = Zero3Gathers.of(config_for(SPEC), SPEC)
+    phases = zero3_comm({"beam step": {"logits": 1.0}}, z, 0.0, "decode", 5.0)
+    assert phases["beam step"]["comm"] == 0.0
+    assert phases["decode forward start"] == {"kv_cache": 5.0, "buffers": 0.0, "comm": 2 * z.embed}
 
 
 def test_the_gathered_set_does_not_shrink_with_more_ranks() -> None:
