@@ -77,7 +77,8 @@ class Strategy:
     device_why_not: dict[str, str] = {}
     # --workload generate: whether the strategy runs it (`wrap_generate`), and why not where it does not.
     generates: bool = False
-    generate_why_not: str = "generation is not implemented for this strategy; use single, ddp, fsdp_full_shard or tp"
+    generate_why_not: str = ("generation is not implemented for this strategy; use single, ddp, fsdp_full_shard, tp "
+                             "or zero3")
     pipelines: bool = False  # reads --pp, --pp-virtual, --pp-microbatches (refused for any other strategy)
 
     def __init__(self, name: str, description: str = "") -> None:
