@@ -47,22 +47,28 @@ def fake_world(spec: RunSpec, rank: int = 0) -> Iterator[FakeWorld]:
 
     if dist.is_initialized():
         raise RuntimeError("simulate needs a process of its own: a process group is already initialized")
+    forget_other_ranks_sharding(rank)
     dist.init_process_group("fake", store=FakeStore(), rank=rank, world_size=spec.nproc)
     try:
         yield FakeWorld(rank, rank, spec.nproc, torch.device("cpu"), "fake")
     finally:
         dist.destroy_process_group()
-        forget_sharding_cache()
 
 
-def forget_sharding_cache() -> None:
+_LAST_RANK = [0]  # the rank of this process's last fake world
+
+
+def forget_other_ranks_sharding(rank: int) -> None:
     """DTensor's sharding caches (native and Python) key an op by its specs, whose meshes compare equal across
-    worlds of one shape whatever their process groups; a world simulated after this one (a pipeline's next
-    rank) would get specs on this world's meshes, whose groups are gone."""
+    worlds of one shape whatever their process groups: a world of another rank than the last (a pipeline's next
+    rank) would get specs on the last world's meshes, whose groups it does not have, so they are emptied.  A world
+    of the same rank keeps them (its groups are made in the same order, under the same names)."""
     from torch.distributed.tensor import DTensor
 
-    torch._C._clear_DTensor_sharding_propagator_cache()
-    DTensor._op_dispatcher.sharding_propagator.propagate_op_sharding.cache_clear()
+    if rank != _LAST_RANK[0]:
+        torch._C._clear_DTensor_sharding_propagator_cache()
+        DTensor._op_dispatcher.sharding_propagator.propagate_op_sharding.cache_clear()
+    _LAST_RANK[0] = rank
 
 
 def _breakdown(snapshot: dict[torch.device, dict[Any, int]], device: str) -> dict[str, int]:
