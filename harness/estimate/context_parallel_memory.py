@@ -29,8 +29,9 @@ at 67,026,608 bytes a rank, within its bound of the prediction (tests/unit/test_
 Measured on CPU (cp and fsdp_cp run there, harness/train/cpu_ring_attention.py), on the smoke preset's tiny,
 fp32, global batch 4 x seq 64: fsdp_cp on 4 ranks (dp 2 x cp 2) 46,124,984 bytes a rank (the smallest)
 against 46,030,080 predicted (-0.2%; tests/integration/test_parity.py holds it within 5%); cp on 2 ranks
-70,196,912 against 67,152,384 (-4.3%): there a term of about 790 KB a block, beyond the ring's buffers
-counted here, is not found yet.
+70,196,912 against 67,152,384 (-4.3%), and on 2 ranks at the same tokens a rank as 2 x 128 67,080,496 against
+67,152,384 (+0.11%), with full checkpointing 62,979,376 against 62,951,424 (-0.04%): at 4 rows of 32 local
+tokens a term of about 790 KB a block, gone under checkpointing, is not found yet.
 
 For tiny (dim 256, 8 heads, 4 kv heads repeated to 8 under GQA) at batch 2 x seq 128, cp 2, fp32: t/cp = 128
 tokens; the forward's comm is 2 x 256 x 256 x 4 + 2 x 128 x 256 x 4 = 786,432 bytes and its temporaries
