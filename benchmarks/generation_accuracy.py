@@ -43,14 +43,14 @@ def cases() -> dict[str, dict[str, Any]]:
     batch/context alternating between two shapes; then 125m and the quantized loads on single (bitsandbytes'
     int8 and nf4, torchao's weight-only int8 and NF4Tensor)."""
     out: dict[str, dict[str, Any]] = {}
-    for strategy in ("single", "ddp", "fsdp_full_shard"):
+    for strategy in ("single", "ddp", "fsdp_full_shard", "zero3"):
         for dtype in ("fp32", "bf16"):
             for cache in ("static", "dynamic"):
                 for beams in (1, 2):
                     batch, prompt, new = (2, 64, 8) if (beams == 1) == (cache == "static") else (4, 128, 16)
                     out[f"tiny-{strategy}-{dtype}-{cache}-b{beams}-{batch}x{prompt}+{new}"] = _case(
                         "tiny", strategy, dtype, cache, beams, batch, prompt, new)
-    for strategy in ("single", "fsdp_full_shard"):
+    for strategy in ("single", "fsdp_full_shard", "zero3"):
         out[f"125m-{strategy}-fp32-dynamic-b2-2x128+16"] = _case("125m", strategy, "fp32", "dynamic", 2, 2, 128, 16)
     for quant in ("int8", "nf4", "int8-torchao", "nf4-torchao"):
         for dtype in ("fp32", "bf16"):
