@@ -44,7 +44,8 @@ def test_json_has_the_records_figures_and_fits(capsys: pytest.CaptureFixture[str
     (["--quant", "int4-torchao", "--dtype", "bf16"], "cannot simulate --quant int4-torchao: torchao 0.18 has no int4"),
     (["--quant", "nf4", "--device", "cuda"], "cannot simulate --quant nf4 on a CUDA target: bitsandbytes' CUDA"),
     (["--offload", "disk"], "cannot simulate --offload disk"),
-    (["--strategy", "zero3", "--nproc", "2"], "zero3 with --workload generate"),
+    (["--strategy", "zero1", "--nproc", "2"], "zero1 with --workload generate: ZeRO-1 partitions optimizer state"),
+    (["--strategy", "zero3", "--nproc", "2"], "cannot simulate zero3: DeepSpeed's engine reads real data"),
 ])
 def test_says_plainly_what_it_cannot_simulate(cli: Any, args: list[str], reason: str) -> None:
     code, err = cli(["simulate", "--workload", "generate", "--model", "tiny", "--device", "cpu", *args])
