@@ -26,12 +26,12 @@ Checked against figures already held: at cp = c the saved activations are those 
 fsdp_full_shard on 2 ranks predicts at batch 2 x seq 64, the same 128 tokens a rank and the same shards:
 the accuracy matrix (benchmarks/results/accuracy-cpu.json) measured that case (tiny, fp32, no checkpointing)
 at 67,026,608 bytes a rank, within its bound of the prediction (tests/unit/test_cp_async_tp.py holds both).
-Measured on CPU (cp and fsdp_cp run there, harness/train/cpu_ring_attention.py), on the smoke preset's tiny,
-fp32, global batch 4 x seq 64: fsdp_cp on 4 ranks (dp 2 x cp 2) 46,124,984 bytes a rank (the smallest)
-against 46,030,080 predicted (-0.2%; tests/integration/test_parity.py holds it within 5%); cp on 2 ranks
-70,196,912 against 67,152,384 (-4.3%), and on 2 ranks at the same tokens a rank as 2 x 128 67,080,496 against
-67,152,384 (+0.11%), with full checkpointing 62,979,376 against 62,951,424 (-0.04%): at 4 rows of 32 local
-tokens a term of about 790 KB a block, gone under checkpointing, is not found yet.
+Measured on CPU (cp and fsdp_cp run there, harness/train/cpu_ring_attention.py), tiny, fp32: the matrix
+benchmarks/results/cp-accuracy-cpu.json (tests/accuracy/test_cp_accuracy.py holds it within 5%; the smallest
+per-rank peak over ranks and 2 repeats): cp on 2 ranks at 4 x 64 +0.15%, at 2 x 128 +0.11%, with full
+checkpointing -0.04%; fsdp_cp on 4 ranks (dp 2 x cp 2) at 2 x 64 a rank -0.21%.  A single run can measure a
+rank 2-3 MB higher (70,196,912 against 67,152,384 once at 4 x 64): gloo freeing the ring's finished sends and
+receives late, as for the other collectives.
 
 For tiny (dim 256, 8 heads, 4 kv heads repeated to 8 under GQA) at batch 2 x seq 128, cp 2, fp32: t/cp = 128
 tokens; the forward's comm is 2 x 256 x 256 x 4 + 2 x 128 x 256 x 4 = 786,432 bytes and its temporaries
