@@ -37,7 +37,7 @@ ZERO_LIMITS = {
     "loss=chunked": "the engine's step takes the full logits through the loss (not the chunked projection); "
                     "use single, ddp or fsdp_full_shard",
     "quant": "ZeRO flattens and partitions fp32/16-bit parameters; bitsandbytes' packed weights are not "
-             "partitionable; use single, ddp",
+             "partitionable, and torchao's quantized tensors are not wired to be; use single, ddp",
     "dtype=bf16-pure": "DeepSpeed's bf16 keeps fp32 master weights in the optimizer (that is --dtype bf16); "
                        "pure bf16 training is not a DeepSpeed mode",
     "optimizer=adamw8bit": "the DeepSpeed config names DeepSpeed's own optimizers; an 8-bit client optimizer "

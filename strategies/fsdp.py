@@ -14,8 +14,8 @@ from strategies.fsdp_quant import QUANT_LIMITS, check_quant, quantized_base
 
 # What DTensor parameters (FSDP2, tensor parallel) cannot take, as measured with torch 2.13.
 DTENSOR_LIMITS = {
-    "quant": "bitsandbytes' int8/NF4 parameters cannot be sharded as DTensors (FSDP2 shards --quant nf4 and "
-             "nf4-torchao: fsdp_*); use single or ddp",
+    "quant": "bitsandbytes' int8/NF4 parameters cannot be sharded as DTensors, and torchao's weight-only "
+             "tensors are not wired to be (FSDP2 shards --quant nf4 and nf4-torchao: fsdp_*); use single or ddp",
     "optimizer=adafactor": "torch.optim.Adafactor's in-place row/column norms have no DTensor sharding rule "
                            "(aten.pow_ on a _NormPartial placement); use single or ddp",
 }
