@@ -194,8 +194,14 @@ class Command:
         return self.err.read_text()
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spacetime(tmp_path: Path, *args: str) -> Command:
-    """`spacetime ARGS` in a session of its own (as a shell runs a foreground job), tagged."""
+    """`spacetime ARGS` in a session of its own (as a shell runs a foreground job), tagged.  SIGINT is set back
+    to its default in the child, as a shell does for a foreground job: a process started in the background (a CI
+    script's `&`, a pytest-xdist worker started so) inherits SIGINT ignored, and Python then keeps it ignored."""
     faults, tmp, tag = tmp_path / "faults", tmp_path / "tmp", uuid.uuid4().hex
     faults.mkdir()
     tmp.mkdir()
@@ -203,7 +209,7 @@ def spacetime(tmp_path: Path, *args: str) -> Command:
     err = tmp_path / "stderr.txt"
     with open(tmp_path / "stdout.txt", "wb") as out, open(err, "wb") as errors:
         proc = subprocess.Popen([sys.executable, "-m", "harness.cli", *args], env=env, stdout=out, stderr=errors,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_default_sigint)
     return Command(proc, tag, faults, tmp, err)
 
 
